@@ -1,0 +1,60 @@
+"""Errors raised by InFiConD.
+
+    InficondError
+    ├── DataError                 dataset layout missing or malformed
+    │   └── CorruptImageError     one image cannot be decoded
+    ├── TeacherOutputError        NaN/inf logits, wrong shape, unknown image ids
+    ├── UnknownNameError          unknown class, concept, encoder, teacher or solver
+    ├── WorkspaceError            workspace missing, locked, or built with other settings
+    │   └── WorkspaceMismatchError  encoder or corpus differs from the stored one
+    └── TuningError               bad tuning instruction or provenance step
+
+Each message names the bad value and says what to pass instead.
+"""
+
+from __future__ import annotations
+
+from difflib import get_close_matches
+
+
+class InficondError(Exception):
+    """Base class of every error InFiConD raises on purpose."""
+
+
+class DataError(InficondError, ValueError):
+    pass
+
+
+class CorruptImageError(DataError):
+    pass
+
+
+class TeacherOutputError(InficondError, ValueError):
+    pass
+
+
+class UnknownNameError(InficondError, KeyError):
+    def __init__(self, kind: str, name: object, known: list[str] | tuple[str, ...] = ()):
+        self.kind, self.name, self.known = kind, name, list(known)
+        hint = ""
+        if self.known:
+            close = get_close_matches(str(name), [str(k) for k in self.known], n=3)
+            shown = close or self.known[:10]
+            more = "" if close or len(self.known) <= 10 else f" (and {len(self.known) - 10} more)"
+            hint = f"; {'did you mean' if close else 'known'}: {', '.join(map(str, shown))}{more}"
+        super().__init__(f"unknown {kind} {name!r}{hint}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class WorkspaceError(InficondError):
+    pass
+
+
+class WorkspaceMismatchError(WorkspaceError):
+    pass
+
+
+class TuningError(InficondError, ValueError):
+    pass

@@ -1,0 +1,286 @@
+"""A workspace: one folder with a SQLite database and memory-mapped arrays.
+
+Layout::
+
+    WS/workspace.sqlite     images, splits, classes, concepts, identities, provenance
+    WS/arrays/<name>.npy    per-image and per-concept arrays (opened with mmap_mode)
+    WS/patches/*.jpg        concept patch crops for the interface
+    WS/teacher/             the default teacher's trained head, reused by later runs
+
+Rows of per-image arrays follow ``images.idx``; columns of ``concept_vectors`` follow
+``concepts.idx``; columns of ``labels``/``teacher_logits`` follow ``classes.idx``.
+Whole-array writes go to a temporary file that is then renamed, so a killed process leaves
+either the old or the new array, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from inficond.data.dataset import Dataset
+from inficond.exceptions import UnknownNameError, WorkspaceError, WorkspaceMismatchError
+
+FORMAT_VERSION = 1
+DB_NAME = "workspace.sqlite"
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` as .npy through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(array))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class Workspace:
+    """Open (or create) the workspace in ``path``.
+
+    Parameters
+    ----------
+    path : str or Path
+        Workspace folder.
+    create : bool, default False
+        Create the folder and schema when missing. Without it a missing workspace is an error.
+    """
+
+    def __init__(self, path: str | Path, create: bool = False):
+        self.path = Path(path)
+        db = self.path / DB_NAME
+        if not db.exists() and not create:
+            raise WorkspaceError(
+                f"no workspace at {self.path} (missing {DB_NAME}); build one with "
+                f"`inficond prepare --data DATA --out {self.path}`"
+            )
+        (self.path / "arrays").mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(resources.files("inficond.store").joinpath("schema.sql").read_text())
+        version = self.get_meta("format_version")
+        if version is None:
+            self.set_meta("format_version", FORMAT_VERSION)
+        elif version != FORMAT_VERSION:
+            raise WorkspaceError(f"workspace format {version} is not supported (expected {FORMAT_VERSION})")
+        self._cache: dict[str, Any] = {}
+
+    # -- transactions and metadata -------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """All statements inside commit together or not at all."""
+        with self._lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        self._cache.clear()
+
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return default if row is None else json.loads(row[0])
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._lock:
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value, sort_keys=True)),
+            )
+
+    def check_identity(self, key: str, value: Any) -> None:
+        """Store ``value`` under ``key`` the first time; refuse a different value later."""
+        stored = self.get_meta(key)
+        normal = json.loads(json.dumps(value, sort_keys=True))
+        if stored is None:
+            self.set_meta(key, normal)
+        elif stored != normal:
+            raise WorkspaceMismatchError(
+                f"workspace {self.path} was built with {key}={json.dumps(stored, sort_keys=True)}, "
+                f"not {json.dumps(normal, sort_keys=True)}; use a new --out folder to change it"
+            )
+
+    # -- images, classes, concepts -------------------------------------------------
+    def add_dataset(self, ds: Dataset) -> None:
+        """Record the dataset's classes and images (status pending). Idempotent for the same data."""
+        self.check_identity("classes", list(ds.class_names))
+        self.check_identity("image_ids", _digest(ds.image_ids))
+        if self.n_images:
+            return
+        with self.transaction() as db:
+            db.executemany("INSERT INTO classes(idx, name) VALUES (?, ?)", enumerate(ds.class_names))
+            db.executemany(
+                "INSERT INTO images(idx, image_id, path, split, labels) VALUES (?, ?, ?, ?, ?)",
+                (
+                    (i, iid, str(p), str(s), "".join(map(str, lab.tolist())))
+                    for i, (iid, p, s, lab) in enumerate(zip(ds.image_ids, ds.paths, ds.splits, ds.labels))
+                ),
+            )
+        self.set_meta("data_root", str(Path(ds.root).resolve()))
+        self.set_meta("skipped", [list(s) for s in ds.skipped])
+
+    def _cached(self, key: str, build):
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    @property
+    def n_images(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self._cached("classes", lambda: [r[0] for r in self.db.execute("SELECT name FROM classes ORDER BY idx")])
+
+    @property
+    def image_ids(self) -> list[str]:
+        return self._cached("image_ids", lambda: [r[0] for r in self.db.execute("SELECT image_id FROM images ORDER BY idx")])
+
+    @property
+    def image_paths(self) -> list[Path]:
+        return self._cached("paths", lambda: [Path(r[0]) for r in self.db.execute("SELECT path FROM images ORDER BY idx")])
+
+    @property
+    def splits(self) -> np.ndarray:
+        return self._cached(
+            "splits", lambda: np.array([r[0] for r in self.db.execute("SELECT split FROM images ORDER BY idx")], dtype="<U5")
+        )
+
+    @property
+    def status(self) -> np.ndarray:
+        return self._cached(
+            "status", lambda: np.array([r[0] for r in self.db.execute("SELECT status FROM images ORDER BY idx")], dtype="<U7")
+        )
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Ground truth, ndarray of shape (n_images, n_classes), uint8."""
+
+        def build():
+            rows = [r[0] for r in self.db.execute("SELECT labels FROM images ORDER BY idx")]
+            if not rows:
+                return np.zeros((0, len(self.class_names)), np.uint8)
+            return (np.frombuffer("".join(rows).encode(), dtype=np.uint8) - ord("0")).reshape(len(rows), -1)
+
+        return self._cached("labels", build)
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Rows of usable (status ``done``) images of ``split``."""
+        return np.flatnonzero((self.splits == split) & (self.status == "done"))
+
+    def pending_indices(self) -> np.ndarray:
+        return np.flatnonzero(self.status == "pending")
+
+    def mark_images(self, idx, status: str, error: str | None = None) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE images SET status = ?, error = ? WHERE idx = ?", ((status, error, int(i)) for i in idx)
+            )
+
+    def class_index(self, name: str | int) -> int:
+        names = self.class_names
+        if isinstance(name, (int, np.integer)) and 0 <= int(name) < len(names):
+            return int(name)
+        if name in names:
+            return names.index(name)
+        raise UnknownNameError("class", name, names)
+
+    @property
+    def concept_words(self) -> list[str]:
+        return self._cached("concepts", lambda: [r[0] for r in self.db.execute("SELECT word FROM concepts ORDER BY idx")])
+
+    def concept_index(self, word: str | int) -> int:
+        words = self.concept_words
+        if isinstance(word, (int, np.integer)) and 0 <= int(word) < len(words):
+            return int(word)
+        try:
+            return self._cached("concept_pos", lambda: {w: i for i, w in enumerate(self.concept_words)})[word]
+        except KeyError:
+            raise UnknownNameError("concept", word, words) from None
+
+    def add_concepts(self, words: list[str], prompts: list[str | None] | None = None, source: str = "default") -> list[int]:
+        """Append concepts not yet present; returns the new column indices (in order)."""
+        prompts = prompts or [None] * len(words)
+        have = set(self.concept_words)
+        start = len(have)
+        new = []
+        with self.transaction() as db:
+            for w, p in zip(words, prompts):
+                if w in have:
+                    continue
+                have.add(w)
+                db.execute(
+                    "INSERT INTO concepts(idx, word, prompt, source) VALUES (?, ?, ?, ?)", (start + len(new), w, p, source)
+                )
+                new.append(start + len(new))
+        return new
+
+    # -- arrays --------------------------------------------------------------------
+    def array_path(self, name: str) -> Path:
+        return self.path / "arrays" / f"{name}.npy"
+
+    def has_array(self, name: str) -> bool:
+        return self.array_path(name).exists()
+
+    def array(self, name: str, mode: str = "r") -> np.ndarray:
+        """Open ``arrays/<name>.npy`` memory-mapped (``mode`` 'r' or 'r+')."""
+        p = self.array_path(name)
+        if not p.exists():
+            raise WorkspaceError(f"workspace {self.path} has no array {name!r} yet; run `inficond prepare` first")
+        return np.load(p, mmap_mode=mode)
+
+    def open_array(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """Open a writable memory-mapped array for incremental filling, creating it zeroed if missing.
+
+        Used by ``prepare`` so finished rows survive a kill: rows are flushed before the images
+        are marked done in SQLite.
+        """
+        p = self.array_path(name)
+        if p.exists():
+            arr = np.load(p, mmap_mode="r+")
+            if arr.shape == tuple(shape) and arr.dtype == np.dtype(dtype):
+                return arr
+            raise WorkspaceMismatchError(
+                f"array {name} in {self.path} has shape {arr.shape} {arr.dtype}, expected {tuple(shape)} {np.dtype(dtype)}"
+            )
+        tmp = p.with_name(p.name + ".tmp")
+        np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape)).flush()
+        os.replace(tmp, p)
+        return np.load(p, mmap_mode="r+")
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        atomic_save_npy(self.array_path(name), array)
+
+
+def _digest(items: list[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for s in items:
+        h.update(s.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
