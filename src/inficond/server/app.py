@@ -1,0 +1,96 @@
+"""The web app: ``create_app(session)`` and ``serve(workspace)``."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import webbrowser
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from . import errors
+from .deps import Engine, check_token
+from .routers import classes, concepts, export, media, performance, provenance, summary, tuning
+from .schemas import Problem
+
+STATIC_DIR = Path(__file__).with_name("static")
+
+ROUTERS = (summary, performance, classes, concepts, tuning, provenance, export, media)
+
+_NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>InFiConD</title>
+<body style="font:15px system-ui;margin:3em">
+<h1>InFiConD</h1><p>The API is running (see <a href="/docs">/docs</a>), but the web front end
+has not been built. Run <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code>.</p>"""
+
+
+def create_app(session: Any, token: Optional[str] = None, *,
+               static_dir: Optional[Path] = None) -> FastAPI:
+    """Build the FastAPI app over one :class:`~inficond.session.Session`.
+
+    Parameters
+    ----------
+    session : Session
+        The engine of one workspace. Every call to it goes through one lock.
+    token : str, optional
+        When set, every ``/api`` request must carry it (``X-Inficond-Token`` header,
+        ``Authorization: Bearer``, or ``?token=``).
+    static_dir : Path, optional
+        The built front end; defaults to the ``static`` folder shipped in the package.
+    """
+    app = FastAPI(
+        title="InFiConD",
+        version="0.1.0",
+        description="Interactive no-code fine-tuning of concept-based students.",
+        responses={400: {"model": Problem}, 401: {"model": Problem}, 404: {"model": Problem},
+                   409: {"model": Problem}, 422: {"model": Problem}},
+    )
+    app.state.engine = Engine(session)
+    app.state.token = token
+    errors.install(app)
+    for module in ROUTERS:
+        app.include_router(module.router, dependencies=[Depends(check_token)])
+
+    static = Path(static_dir) if static_dir is not None else STATIC_DIR
+    if (static / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=static, html=True), name="static")
+    else:
+        @app.get("/", include_in_schema=False)
+        def _index() -> HTMLResponse:
+            return HTMLResponse(_NOT_BUILT)
+    return app
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(workspace: str | Path, host: str = "127.0.0.1", port: int = 8765,
+          token: Optional[str] = None, open_browser: bool = False) -> None:
+    """Open ``workspace`` and serve the app until interrupted.
+
+    Binding to a non-loopback address requires a token; when none is given one is generated
+    and printed as part of the URL.
+    """
+    import uvicorn
+
+    from inficond.session import Session
+
+    if not _is_loopback(host) and not token:
+        token = secrets.token_urlsafe(24)
+    session = Session(workspace)
+    app = create_app(session, token=token)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    print(f"InFiConD: serving {workspace} at {url}", flush=True)
+    if open_browser:
+        webbrowser.open(url)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,282 @@
+"""Typed request and response models of the HTTP API.
+
+They mirror the dictionaries :class:`inficond.session.Session` returns. Response models allow
+extra keys (``extra="allow"``) so that a field the engine adds later still reaches the browser;
+request models forbid them so a typo in a body is a 422, not a silently ignored field.
+The TypeScript mirror lives in ``web/src/lib/types.ts``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ClassRef = Union[int, str]
+ConceptRef = Union[int, str]
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details: every error body."""
+
+    title: str
+    detail: str
+    status: int
+    type: str = "about:blank"
+
+
+# --------------------------------------------------------------------------- summary
+class DatasetSummary(Out):
+    root: Optional[str] = None
+    n_images: int
+    n_classes: int
+    splits: dict[str, int] = {}
+    skipped: list[list] = []
+    class_names: list[str] = []
+
+
+class CorpusSummary(Out):
+    n_concepts: int
+    sources: dict[str, int] = {}
+
+
+class StudentSummary(Out):
+    state_id: Optional[Union[int, str]] = None
+    lam: Optional[float] = None
+    solver: Optional[str] = None
+    teacher_map: Optional[float] = None
+    student_map: Optional[float] = None
+    mean_nonzero: Optional[float] = None
+
+
+class Summary(Out):
+    dataset: DatasetSummary
+    teacher: Optional[dict] = None
+    encoder: Optional[dict] = None
+    corpus: CorpusSummary
+    student: Optional[StudentSummary] = None
+
+
+# --------------------------------------------------------------------------- performance
+class Scores(Out):
+    ap: Optional[float] = None
+    precision: Optional[float] = None
+    recall: Optional[float] = None
+    f1: Optional[float] = None
+    accuracy: Optional[float] = None
+
+
+class Alignment(Out):
+    both_correct: int = 0
+    only_teacher_correct: int = 0
+    both_wrong: int = 0
+    only_student_correct: int = 0
+    n: int = 0
+    share: float = 0.0
+
+
+class AlignmentPair(Out):
+    pos: Alignment
+    neg: Alignment
+
+
+class ClassPerformance(Out):
+    class_idx: int
+    name: str
+    excluded: bool = False
+    reason: Optional[str] = None
+    n_pos: int = 0
+    teacher: Scores
+    student: Scores
+    gap: Optional[float] = None
+    fidelity: Optional[float] = None
+    alignment: AlignmentPair
+
+
+class Performance(Out):
+    split: str
+    teacher_map: Optional[float] = None
+    student_map: Optional[float] = None
+    classes: list[ClassPerformance]
+
+
+# --------------------------------------------------------------------------- concepts
+class WhatIfInline(Out):
+    grid: list[float]
+    ap: list[Optional[float]]
+    current: float
+
+
+class PatchRef(Out):
+    patch_id: Union[int, str]
+    similarity: float
+
+
+class ClassConcept(Out):
+    rank: int
+    concept_idx: int
+    word: str
+    influence: float
+    discrepancy_p: Optional[float] = None
+    discrepancy_n: Optional[float] = None
+    whatif: Optional[WhatIfInline] = None
+    patches: list[PatchRef] = []
+
+
+SortKey = Literal["influence", "discrepancy_p", "discrepancy_n"]
+
+
+class ClassConcepts(Out):
+    class_idx: int
+    name: str
+    sort: SortKey
+    k: int
+    ap: Optional[float] = None
+    max_abs_influence: Optional[float] = None
+    concepts: list[ClassConcept]
+
+
+class WhatIf(Out):
+    class_idx: int
+    concept_idx: int
+    grid: list[float]
+    values: dict[str, list[Optional[float]]]
+    current: float
+
+
+class GalleryImage(Out):
+    image_idx: int
+    image_id: Optional[str] = None
+    similarity: float
+    box: Optional[list[float]] = None
+
+
+class ConceptClass(Out):
+    class_idx: int
+    name: str
+    influence: float
+
+
+class ConceptDetail(Out):
+    concept_idx: int
+    word: str
+    source: Optional[str] = None
+    images: list[GalleryImage] = []
+    patches: list[PatchRef] = []
+    classes: list[ConceptClass] = []
+    whatif: Optional[WhatIf] = None
+
+
+class MapPoint(Out):
+    concept_idx: int
+    word: str
+    x: float
+    y: float
+
+
+class ConceptMap(Out):
+    points: list[MapPoint]
+
+
+class Suggestion(Out):
+    concept_idx: int
+    word: str
+    direction: Literal["up", "down"]
+    ap_before: Optional[float] = None
+    ap_after: Optional[float] = None
+    gain: Optional[float] = None
+
+
+class AddConceptsRequest(In):
+    words: list[str] = Field(min_length=1, max_length=100)
+
+
+class AddedConcept(Out):
+    concept_idx: int
+    word: str
+
+
+class SkippedWord(Out):
+    word: str
+    reason: str
+
+
+class AddConceptsResult(Out):
+    added: list[AddedConcept] = []
+    skipped: list[SkippedWord] = []
+
+
+# --------------------------------------------------------------------------- tuning
+class Instruction(In):
+    class_: ClassRef = Field(alias="class")
+    concept: ConceptRef
+    direction: Literal["up", "down"]
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class TuneRequest(In):
+    instructions: list[Instruction] = Field(min_length=1, max_length=200)
+
+
+class MetricPair(Out):
+    before: Optional[Scores] = None
+    after: Optional[Scores] = None
+
+
+class TuneResult(Out):
+    state_id: Union[int, str]
+    class_idx: Optional[int] = None
+    instructions: list[dict] = []
+    val: MetricPair
+    test: Optional[MetricPair] = None
+    duration_ms: Optional[float] = None
+
+
+# --------------------------------------------------------------------------- provenance
+class StepInstruction(Out):
+    class_idx: Optional[int] = None
+    concept_idx: int
+    word: str
+    direction: Literal["up", "down"]
+
+
+class Step(Out):
+    state_id: Union[int, str]
+    parent_id: Optional[Union[int, str]] = None
+    kind: str
+    created_at: Optional[Union[str, float]] = None
+    class_idx: Optional[int] = None
+    instructions: list[StepInstruction] = []
+    val: Optional[MetricPair] = None
+    test: Optional[MetricPair] = None
+    duration_ms: Optional[float] = None
+    on_head_path: bool = True
+
+
+class Cumulative(Out):
+    val_ap_delta: Optional[float] = None
+    test_ap_delta: Optional[float] = None
+
+
+class Provenance(Out):
+    head: Optional[Union[int, str]] = None
+    cumulative: Cumulative = Cumulative()
+    steps: list[Step] = []
+
+
+class RevertRequest(In):
+    state_id: Union[int, str]
+
+
+# --------------------------------------------------------------------------- export
+class ExportResult(Out):
+    files: dict[str, str] = Field(description="artefact kind -> download URL")
