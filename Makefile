@@ -1,0 +1,55 @@
+# InFiConD: `make demo` sets everything up and runs the main job; `make test` sets up and runs all tests.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+DATA    ?= $(or $(INFICOND_DATA),../shared/data/voc2012-subset)
+WS      ?= workspaces/dev
+PORT    ?= 8765
+STAMP   := $(VENV)/.installed
+WEB_STAMP := src/inficond/server/static/index.html
+
+.PHONY: setup demo test test-py test-web web browser prepare distill serve bench clean
+
+setup: $(STAMP) $(WEB_STAMP)
+
+# Reinstalls only when the pins change; torch comes from the local wheel via constraints.txt.
+$(STAMP): requirements.lock constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -c constraints.txt -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+
+$(WEB_STAMP): web/node_modules/.package-lock.json $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts
+	cd web && npm run build
+
+browser:
+	@test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "warning: could not install Debian chromium; browser tests will be skipped"
+
+prepare: setup
+	$(BIN)/inficond prepare --data $(DATA) --out $(WS)
+
+distill: prepare
+	@$(BIN)/python -c "import sys; from inficond.session import Session; s = Session('$(WS)'); sys.exit(0 if s.log.head() is not None else 1)" \
+	  || $(BIN)/inficond distill $(WS)
+
+demo: distill
+	$(BIN)/inficond performance $(WS)
+	$(BIN)/inficond serve $(WS) --port $(PORT)
+
+test-py: setup browser
+	INFICOND_DATA=$(DATA) $(BIN)/python -m pytest -q
+
+test-web: setup
+	cd web && npm test
+
+test: test-py test-web
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py --data $(DATA)
+
+clean:
+	rm -rf $(VENV) web/node_modules src/inficond/server/static

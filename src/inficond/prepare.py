@@ -1,0 +1,261 @@
+"""Build a workspace from a dataset: regions, concept vectors, segments, teacher logits, patches.
+
+The work is done in batches of images. After each batch its array rows are flushed to disk and
+only then are its images marked ``done`` in SQLite, so a killed run (``kill -9`` included)
+resumes from the first unfinished batch and never redoes finished images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from inficond.data import class_support, load_dataset
+from inficond.data.dataset import Dataset
+from inficond.data.images import load_image
+from inficond.exceptions import CorruptImageError, DataError
+from inficond.store.workspace import Workspace
+
+DATA_ENV = "INFICOND_DATA"
+DEFAULT_ENCODER = "conse-effnet"
+DEFAULT_TEACHER = "effnet-lite2"
+
+
+@dataclass
+class PrepareReport:
+    """What ``prepare`` did. Counts are images unless stated."""
+
+    workspace: Path
+    n_images: int
+    n_done: int
+    n_corrupt: int
+    n_processed_now: int
+    n_concepts: int
+    seconds: float
+    images_per_second: float
+    corrupt: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    excluded_classes: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["workspace"] = str(self.workspace)
+        return d
+
+
+def resolve_data_path(data: str | os.PathLike | None) -> Path:
+    """The dataset folder from the argument or ``$INFICOND_DATA``, with a helpful error when missing."""
+    path = data or os.environ.get(DATA_ENV)
+    if not path:
+        raise DataError(f"no dataset given: pass --data PATH (or set {DATA_ENV}=PATH)")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"dataset folder {path} does not exist: pass --data PATH (or set {DATA_ENV}=PATH)")
+    return path
+
+
+def corpus_digest(words: list[str], prompts: list[str | None]) -> str:
+    h = hashlib.sha256(json.dumps([words, prompts]).encode()).hexdigest()
+    return h[:16]
+
+
+def prepare(
+    data: str | os.PathLike | Dataset | None,
+    out: str | os.PathLike,
+    *,
+    encoder: str = DEFAULT_ENCODER,
+    encoder_kwargs: dict | None = None,
+    teacher: str = DEFAULT_TEACHER,
+    corpus: str | os.PathLike | None = None,
+    limit: int | None = None,
+    batch_size: int = 32,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    min_positives: int = 5,
+    patches_per_concept: int = 8,
+    progress: bool = True,
+) -> PrepareReport:
+    """Build (or resume) the workspace ``out`` from the dataset ``data``.
+
+    Parameters
+    ----------
+    data : path, Dataset or None
+        Dataset folder (CSV, VOC or COCO layout) or a loaded Dataset; None reads ``$INFICOND_DATA``.
+    out : path
+        Workspace folder; created when missing, resumed when present.
+    encoder : str
+        Registered concept encoder name (``inficond.encoders.list_encoders()``).
+    teacher : str
+        Teacher spec: ``effnet-lite2`` (default), ``file:PATH``, ``onnx:PATH``, ``torch:PATH.pt``.
+    corpus : path or None
+        Concept corpus (.txt or .json); None = the built-in ~600-word corpus.
+    limit : int or None
+        Keep only the first ``limit`` images of each split (quick runs).
+    batch_size : int
+        Images per batch; also the unit of resumption.
+    """
+    from inficond.concepts import build_patches, default_corpus, load_corpus, map_concepts, segment_regions, write_segments
+    from inficond.encoders.base import create_encoder
+    from inficond.teachers import create_teacher
+
+    t0 = time.perf_counter()
+    ds = data if isinstance(data, Dataset) else load_dataset(resolve_data_path(data), test_fraction=test_fraction, seed=seed)
+    if limit is not None:
+        ds = ds.limit(int(limit))
+    ws = Workspace(out, create=True)
+    ws.check_identity("split", {"test_fraction": test_fraction, "seed": seed, "limit": limit})
+    ws.add_dataset(ds)
+
+    enc = create_encoder(encoder, **(encoder_kwargs or {}))
+    ws.check_identity("encoder", enc.identity())
+    words_src = default_corpus() if corpus is None else load_corpus(corpus)
+    words = [w.word for w in words_src]
+    prompts = [w.prompt for w in words_src]
+    ws.check_identity("corpus", {"source": "default" if corpus is None else Path(corpus).name,
+                                 "digest": corpus_digest(words, prompts), "n": len(words)})
+    if not ws.concept_words:
+        ws.add_concepts(words, prompts, source="default" if corpus is None else Path(corpus).name)
+    if not ws.has_array("concept_text"):
+        ws.save_array("concept_text", enc.encode_text([p or w for w, p in zip(words, prompts)]).astype(np.float32))
+    text = np.asarray(ws.array("concept_text"), dtype=np.float32)
+
+    teach = create_teacher(teacher, ws.class_names, workspace=ws.path)
+    ws.check_identity("teacher", teach.identity())
+    uses_features = hasattr(teach, "features") and hasattr(teach, "logits_from_features")
+
+    n, n_cls, n_con = ws.n_images, len(ws.class_names), len(words)
+    r_max, dim = enc.max_regions, enc.dim
+    regions = ws.open_array("regions", (n, r_max, dim), np.float16)
+    counts = ws.open_array("region_counts", (n,), np.int16)
+    boxes = ws.open_array("region_boxes", (n, r_max, 4), np.float32)
+    vectors = ws.open_array("concept_vectors", (n, n_con), np.float16)
+    argmax = ws.open_array("concept_argmax", (n, n_con), np.int16)
+    feats = None
+    if teach.needs_images:
+        if uses_features:
+            feats = ws.open_array("teacher_features", (n, teach.n_features), np.float16)
+        else:
+            direct = ws.open_array("teacher_logits_partial", (n, n_cls), np.float32)
+
+    pending = ws.pending_indices()
+    paths = ws.image_paths
+    ids = ws.image_ids
+    batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
+
+    def decode(batch):
+        out_imgs, ok, bad = [], [], []
+        for i in batch:
+            try:
+                out_imgs.append(load_image(paths[i]))
+                ok.append(int(i))
+            except CorruptImageError as e:
+                bad.append((int(i), str(e)))
+        return out_imgs, ok, bad
+
+    done_now = 0
+    bar = tqdm(total=len(pending), desc="prepare: encode images", unit="img", disable=not progress)
+    # Decoding the next batch in a thread overlaps JPEG work with the models' forward passes.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(decode, batches[0]) if batches else None
+        for b in range(len(batches)):
+            imgs, ok, bad = future.result()
+            future = pool.submit(decode, batches[b + 1]) if b + 1 < len(batches) else None
+            if bad:
+                ws.mark_images([i for i, _ in bad], "corrupt", None)
+                with ws.transaction() as db:
+                    db.executemany("UPDATE images SET error = ? WHERE idx = ?", [(msg, i) for i, msg in bad])
+            if ok:
+                embs = enc.encode_regions(imgs)
+                for row, e in zip(ok, embs):
+                    r = len(e.embeddings)
+                    regions[row, :r] = e.embeddings.astype(np.float16)
+                    regions[row, r:] = 0
+                    boxes[row, :r] = e.boxes
+                    counts[row] = r
+                sub = np.asarray(ok)
+                v, a = map_concepts(regions[sub], counts[sub], text)
+                vectors[sub] = v.astype(np.float16)
+                argmax[sub] = a
+                if teach.needs_images:
+                    if uses_features:
+                        feats[sub] = teach.features(imgs).astype(np.float16)
+                    else:
+                        direct[sub] = teach.logits([ids[i] for i in ok], imgs)
+                for row, e in zip(ok, embs):
+                    write_segments(ws, row, segment_regions(e, text))
+                for arr in (regions, boxes, counts, vectors, argmax) + ((feats,) if feats is not None else ()):
+                    arr.flush()
+                if teach.needs_images and not uses_features:
+                    direct.flush()
+                ws.mark_images(ok, "done")
+            done_now += len(ok) + len(bad)
+            bar.update(len(ok) + len(bad))
+    bar.close()
+
+    _finish_teacher(ws, teach, uses_features, progress)
+    _record_class_support(ws, ds, min_positives)
+    if ws.get_meta("patches_built") != len(words):
+        build_patches(ws, per_concept=patches_per_concept)
+        ws.set_meta("patches_built", len(words))
+
+    secs = time.perf_counter() - t0
+    status = ws.status
+    corrupt = [(r[0], r[1]) for r in ws.db.execute("SELECT image_id, error FROM images WHERE status = 'corrupt'")]
+    excluded = {r[0]: r[1] for r in ws.db.execute("SELECT name, reason FROM classes WHERE excluded = 1")}
+    report = PrepareReport(
+        workspace=ws.path,
+        n_images=n,
+        n_done=int((status == "done").sum()),
+        n_corrupt=int((status == "corrupt").sum()),
+        n_processed_now=done_now,
+        n_concepts=len(ws.concept_words),
+        seconds=round(secs, 2),
+        images_per_second=round(done_now / secs, 2) if done_now else 0.0,
+        corrupt=corrupt,
+        skipped=[tuple(s) for s in ws.get_meta("skipped", [])],
+        excluded_classes=excluded,
+    )
+    ws.set_meta("prepare_report", report.to_dict())
+    return report
+
+
+def _finish_teacher(ws: Workspace, teach, uses_features: bool, progress: bool) -> None:
+    """Write ``teacher_logits`` (N, K) for the done images; train the default head once."""
+    done = np.flatnonzero(ws.status == "done")
+    n, k = ws.n_images, len(ws.class_names)
+    if ws.has_array("teacher_logits") and ws.get_meta("teacher_logits_rows") == len(done):
+        return
+    logits = np.zeros((n, k), np.float32)
+    if uses_features:
+        feats = np.asarray(ws.array("teacher_features"), dtype=np.float32)
+        if not getattr(teach, "is_fitted", False):
+            train = ws.split_indices("train")
+            if progress:
+                print(f"prepare: training the teacher head on {len(train)} train images")
+            teach.fit(feats[train], ws.labels[train])
+            teach.save(ws.path / "teacher")
+        logits[done] = teach.logits_from_features(feats[done])
+    elif teach.needs_images:
+        logits[done] = np.asarray(ws.array("teacher_logits_partial"))[done]
+    else:
+        logits[done] = teach.logits([ws.image_ids[i] for i in done], None)
+    ws.save_array("teacher_logits", logits)
+    ws.set_meta("teacher_logits_rows", len(done))
+
+
+def _record_class_support(ws: Workspace, ds: Dataset, min_positives: int) -> None:
+    support = class_support(ds, min_positives=min_positives)
+    with ws.transaction() as db:
+        for name, info in support.items():
+            db.execute(
+                "UPDATE classes SET excluded = ?, reason = ? WHERE name = ?",
+                (int(bool(info.get("excluded"))), info.get("reason"), name),
+            )
