@@ -1,0 +1,142 @@
+"""prepare(): the real pipeline on slices of the development data."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inficond.exceptions import DataError, WorkspaceMismatchError
+from inficond.prepare import prepare, resolve_data_path
+from inficond.store.workspace import Workspace
+
+
+def test_workspace_arrays_are_complete_and_consistent(prepared_workspace):
+    ws = Workspace(prepared_workspace)
+    n, k, c = ws.n_images, len(ws.class_names), len(ws.concept_words)
+    assert (ws.status == "done").all()
+    assert set(ws.splits) == {"train", "val", "test"}
+    assert 500 <= c <= 700
+    vec = np.asarray(ws.array("concept_vectors"), dtype=np.float32)
+    assert vec.shape == (n, c) and vec.min() >= 0 and vec.max() <= 1.0001
+    assert (vec.max(1) > 0).all(), "every image should match some concept"
+    counts = np.asarray(ws.array("region_counts"))
+    regions = np.asarray(ws.array("regions"), dtype=np.float32)
+    text = np.asarray(ws.array("concept_text"))
+    # the stored vector is the max cosine over the image's regions, clipped at 0
+    i = 3
+    sims = regions[i, : counts[i]] @ text.T
+    np.testing.assert_allclose(vec[i], np.clip(sims.max(0), 0, None), atol=2e-3)
+    norms = np.linalg.norm(regions[i, : counts[i]], axis=1)
+    np.testing.assert_allclose(norms, 1, atol=2e-3)
+    logits = np.asarray(ws.array("teacher_logits"))
+    assert logits.shape == (n, k) and np.isfinite(logits).all()
+    n_patches = ws.db.execute("SELECT COUNT(*) FROM patches").fetchone()[0]
+    assert n_patches >= c
+    f = ws.db.execute("SELECT file FROM patches LIMIT 1").fetchone()[0]
+    assert (ws.path / f).stat().st_size > 0
+    assert ws.db.execute("SELECT COUNT(*) FROM segments").fetchone()[0] >= n
+    assert (ws.path / "teacher").exists(), "the default teacher's head is saved for reuse"
+
+
+def test_second_prepare_does_no_work(prepared_workspace, dev_data, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(prepared_workspace, ws)
+    from tests.conftest import SMALL_LIMIT
+
+    rep = prepare(dev_data, ws, limit=SMALL_LIMIT, progress=False)
+    assert rep.n_processed_now == 0
+    assert rep.n_done == rep.n_images
+
+
+def test_prepare_refuses_a_different_corpus(prepared_workspace, dev_data, tmp_path):
+    ws = tmp_path / "ws"
+    shutil.copytree(prepared_workspace, ws)
+    words = tmp_path / "words.txt"
+    words.write_text("dog\ncat\ngrass\n")
+    from tests.conftest import SMALL_LIMIT
+
+    with pytest.raises(WorkspaceMismatchError, match="corpus"):
+        prepare(dev_data, ws, limit=SMALL_LIMIT, corpus=words, progress=False)
+
+
+def test_missing_data_says_what_to_pass(tmp_path, monkeypatch):
+    monkeypatch.delenv("INFICOND_DATA", raising=False)
+    with pytest.raises(DataError, match="--data"):
+        resolve_data_path(None)
+    with pytest.raises(DataError, match="INFICOND_DATA"):
+        resolve_data_path(tmp_path / "nowhere")
+
+
+def _small_csv_dataset(dev_data: Path, dst: Path, n_per_split: int = 4) -> list[str]:
+    """A CSV-layout dataset with real photos plus one corrupt and one truncated file."""
+    (dst / "images").mkdir(parents=True)
+    rows = list(csv.DictReader(open(dev_data / "labels.csv")))
+    keep = [r for r in rows if r["split"] == "train"][:n_per_split] + [r for r in rows if r["split"] == "val"][:n_per_split]
+    for r in keep:
+        shutil.copy(dev_data / "images" / f"{r['image']}.jpg", dst / "images" / f"{r['image']}.jpg")
+    bad = dict(keep[0], image="corrupt_text")
+    (dst / "images" / "corrupt_text.jpg").write_text("this is not a jpeg")
+    trunc = dict(keep[1], image="truncated")
+    data = (dev_data / "images" / f"{keep[1]['image']}.jpg").read_bytes()
+    (dst / "images" / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    with open(dst / "labels.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(keep + [bad, trunc])
+    return ["corrupt_text", "truncated"]
+
+
+def test_corrupt_images_are_skipped_and_reported(dev_data, tmp_path):
+    bad = _small_csv_dataset(dev_data, tmp_path / "data")
+    rep = prepare(tmp_path / "data", tmp_path / "ws", batch_size=4, progress=False)
+    assert sorted(i for i, _ in rep.corrupt) == sorted(bad)
+    assert rep.n_done == rep.n_images - 2
+    ws = Workspace(tmp_path / "ws")
+    assert all(ws.status[ws.image_ids.index(b)] == "corrupt" for b in bad)
+
+
+def test_prepare_resumes_after_kill_9(dev_data, tmp_path):
+    """kill -9 in the middle; the rerun redoes no finished image and ends with the same arrays."""
+    ws_dir = tmp_path / "ws"
+    cmd = [sys.executable, "-m", "inficond.cli", "prepare", "--data", str(dev_data), "--out", str(ws_dir),
+           "--limit", "12", "--batch-size", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = ws_dir / "workspace.sqlite"
+    done = 0
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                con = sqlite3.connect(db, timeout=1)
+                done = con.execute("SELECT COUNT(*) FROM images WHERE status = 'done'").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                done = 0
+            if done >= 4:
+                break
+        time.sleep(0.2)
+    assert proc.poll() is None, "prepare finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ws = Workspace(ws_dir)
+    done_before = int((ws.status == "done").sum())
+    assert 4 <= done_before < ws.n_images
+    done_idx = np.flatnonzero(ws.status == "done")
+    kept = np.asarray(ws.array("concept_vectors"))[done_idx].copy()
+
+    rep = prepare(dev_data, ws_dir, limit=12, batch_size=4, progress=False)
+    assert rep.n_processed_now == rep.n_images - done_before
+    assert rep.n_done == rep.n_images
+    ws = Workspace(ws_dir)
+    np.testing.assert_array_equal(np.asarray(ws.array("concept_vectors"))[done_idx], kept)
+    assert (np.asarray(ws.array("region_counts")) > 0).all()
