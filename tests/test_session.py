@@ -1,0 +1,170 @@
+"""Session: the engine facade on a real small workspace."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from inficond.exceptions import TuningError, UnknownNameError
+from inficond.session import Session
+
+
+def weakest_class(s: Session) -> dict:
+    perf = s.performance("val")
+    return max((c for c in perf["classes"] if not c["excluded"] and c["gap"] is not None), key=lambda c: c["gap"])
+
+
+def test_performance_matches_sklearn(prepared_workspace):
+    s = Session(prepared_workspace)
+    perf = s.performance("val")
+    rows = s.rows("val")
+    student = s.student
+    logits = ((s.X[rows] - student.mean_) / student.scale_) @ student.coef_.T + student.intercept_
+    used = []
+    for c in perf["classes"]:
+        y = s.Y[rows, c["class_idx"]]
+        if y.sum() == 0:
+            assert c["teacher"]["ap"] is None
+            continue
+        assert c["student"]["ap"] == pytest.approx(average_precision_score(y, logits[:, c["class_idx"]]))
+        assert c["teacher"]["ap"] == pytest.approx(average_precision_score(y, s.T[rows, c["class_idx"]]))
+        pos = c["alignment"]["pos"]
+        assert pos["both_correct"] + pos["only_teacher_correct"] + pos["both_wrong"] + pos["only_student_correct"] == y.sum()
+        if not c["excluded"]:
+            used.append(c["student"]["ap"])
+    assert perf["student_map"] == pytest.approx(np.mean(used))
+
+
+def test_class_concepts_are_ranked_by_influence_with_whatif(prepared_workspace):
+    s = Session(prepared_workspace)
+    cls = weakest_class(s)["name"]
+    out = s.class_concepts(cls, k=8)
+    infl = [abs(c["influence"]) for c in out["concepts"]]
+    assert infl == sorted(infl, reverse=True)
+    top = out["concepts"][0]
+    assert len(top["whatif"]["grid"]) == 21
+    # the curve at the current influence is the current AP
+    i = int(np.argmin(np.abs(np.array(top["whatif"]["grid"]) - top["influence"])))
+    assert top["whatif"]["grid"][i] == pytest.approx(top["influence"])
+    assert top["whatif"]["ap"][i] == pytest.approx(out["ap"])
+    for sort in ("discrepancy_p", "discrepancy_n"):
+        assert len(s.class_concepts(cls, k=5, sort=sort)["concepts"]) == 5
+
+
+def test_unknown_names_are_clear_errors(prepared_workspace):
+    s = Session(prepared_workspace)
+    with pytest.raises(UnknownNameError, match="class"):
+        s.class_concepts("unicorn")
+    with pytest.raises(UnknownNameError, match="concept"):
+        s.whatif("dog", "no-such-concept-word")
+    with pytest.raises(TuningError):
+        s.tune([{"class": "dog", "concept": 0, "direction": "sideways"}])
+    with pytest.raises(TuningError):
+        s.tune([])
+
+
+def test_tune_undo_revert_and_replay(workspace, tmp_path):
+    fresh = tmp_path / "fresh"
+    shutil.copytree(workspace, fresh)
+    s = Session(workspace)
+    cls = weakest_class(s)
+    k = cls["class_idx"]
+    concepts = s.class_concepts(k, k=10)["concepts"]
+    up = next(c for c in concepts if c["influence"] > 0)
+    down = next(c for c in concepts if c["influence"] > 0 and c is not up)
+    coef0 = s.student.coef_.copy()
+    steps0 = len(s.provenance()["steps"])
+
+    step = s.tune([{"class": k, "concept": up["word"], "direction": "up"},
+                   {"class": k, "concept": down["concept_idx"], "direction": "down"}])
+    coef1 = s.student.coef_.copy()
+    assert coef1[k, up["concept_idx"]] > coef0[k, up["concept_idx"]]
+    assert coef1[k, down["concept_idx"]] < coef0[k, down["concept_idx"]]
+    np.testing.assert_array_equal(np.delete(coef1, k, 0), np.delete(coef0, k, 0)), "other classes untouched"
+    assert step["val"]["after"]["ap"] == pytest.approx(s.performance("val")["classes"][k]["student"]["ap"])
+    prov = s.provenance()
+    assert len(prov["steps"]) == steps0 + 1 and prov["head"] == step["state_id"]
+
+    # a second step keeps the first step's bounds
+    s.tune([{"class": k, "concept": up["concept_idx"], "direction": "down"}])
+    assert s.student.coef_[k, down["concept_idx"]] <= coef1[k, down["concept_idx"]] + 1e-12
+
+    s.undo()
+    np.testing.assert_allclose(s.student.coef_, coef1)
+    s.undo()
+    np.testing.assert_allclose(s.student.coef_, coef0)
+    assert s.performance("val")["classes"][k]["student"]["ap"] == pytest.approx(cls["student"]["ap"])
+    s.revert(step["state_id"])
+    np.testing.assert_allclose(s.student.coef_, coef1)
+
+    # the same instructions on a fresh copy give the same weights (deterministic)
+    s2 = Session(fresh)
+    s2.tune([{"class": k, "concept": up["word"], "direction": "up"},
+             {"class": k, "concept": down["concept_idx"], "direction": "down"}])
+    np.testing.assert_array_equal(s2.student.coef_, coef1)
+
+    # provenance survives reopening the workspace (a new process)
+    np.testing.assert_array_equal(Session(workspace).student.coef_, coef1)
+
+
+def test_suggestions_raise_val_ap_when_applied(workspace):
+    s = Session(workspace)
+    cls = weakest_class(s)["class_idx"]
+    moves = s.suggest(cls, k=3)
+    for m in moves:
+        assert m["gain"] > 0 and m["direction"] in ("up", "down")
+        assert m["ap_after"] == pytest.approx(m["ap_before"] + m["gain"])
+
+
+def test_concept_detail_and_map(prepared_workspace):
+    s = Session(prepared_workspace)
+    d = s.concept_detail("dog", cls="dog")
+    sims = [im["similarity"] for im in d["images"]]
+    assert sims == sorted(sims, reverse=True) and len(sims) > 0
+    assert all(0 <= v <= 1 for im in d["images"] for v in im["box"])
+    assert d["whatif"]["values"]["f1"]
+    assert s.patch_path(d["patches"][0]["patch_id"]).exists()
+    with pytest.raises(UnknownNameError):
+        s.patch_path("../../etc/passwd")
+    pts = s.concept_map()["points"]
+    assert len(pts) == len(s.ws.concept_words)
+    assert all(-1.0001 <= p["x"] <= 1.0001 for p in pts)
+
+
+def test_add_concepts_reuses_regions(workspace):
+    s = Session(workspace)
+    regions_before = np.asarray(s.ws.array("regions")).copy()
+    n0 = len(s.ws.concept_words)
+    s.concept_map()
+    out = s.add_concepts(["zebra crossing", "dog", ""])
+    assert [a["word"] for a in out["added"]] == ["zebra crossing"]
+    assert {x["word"] for x in out["skipped"]} == {"dog", ""}
+    assert len(s.ws.concept_words) == n0 + 1 and s.X.shape[1] == n0 + 1
+    np.testing.assert_array_equal(np.asarray(s.ws.array("regions")), regions_before)
+    assert s.student.coef_.shape[1] == n0 + 1
+    assert len(s.concept_map()["points"]) == n0 + 1
+    # the new concept can be tuned right away
+    s.tune([{"class": "dog", "concept": "zebra crossing", "direction": "up"}])
+    assert s.student.coef_[s.class_idx("dog"), n0] > 0
+
+
+def test_export_and_predict(workspace, dev_data, tmp_path):
+    from inficond.predict import predict_images
+
+    s = Session(workspace)
+    paths = s.export(tmp_path / "export")
+    rows = s.rows("val")[:3]
+    imgs = [s.ws.image_paths[i] for i in rows]
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("not an image")
+    preds = predict_images(paths["json"], imgs + [bad])
+    assert len(preds) == 4
+    assert "error" in next(p for p in preds if p["image"] == str(bad))
+    # the exported student on freshly encoded images matches the workspace's student logits
+    student = s.student
+    want = ((s.X[rows] - student.mean_) / student.scale_) @ student.coef_.T + student.intercept_
+    got = np.array([[p["logits"][c] for c in s.ws.class_names] for p in preds if "logits" in p])
+    np.testing.assert_allclose(got, want, atol=0.05)
