@@ -212,7 +212,7 @@ class Session:
                     "teacher": {m: tm[m] for m in METRICS},
                     "student": {m: sm[m] for m in METRICS},
                     "gap": gap,
-                    "fidelity": float(fidelity(t[:, k], s[:, k])),
+                    "fidelity": float(fidelity(t[:, k], s[:, k])["agreement"]),
                     "alignment": alignment(y[:, k], t[:, k] > 0, s[:, k] > 0),
                 }
             )
@@ -235,9 +235,10 @@ class Session:
         key = ("disc", k)
         if key not in self._cache:
             rows = self.rows("val")
-            self._cache[key] = presence_discrepancy(
-                self.X[rows], self.Y[rows, k], self.T[rows, k] > 0, self._student_logits("val")[:, k] > 0
+            d = presence_discrepancy(
+                self.X[rows], self.Y[rows, k], self._student_logits("val")[:, k] > 0
             )
+            self._cache[key] = (d["dp"], d["dn"])
         return self._cache[key]
 
     def _whatif(self, k: int, concepts, n_points: int = 21, metrics=METRICS) -> dict:
@@ -256,7 +257,7 @@ class Session:
             raise ValueError(f"k must be between 1 and {len(self.ws.concept_words)}, got {k}")
         coef = self.student.coef_[ki]
         dp, dn = self._discrepancy(ki)
-        order = rank_concepts(coef, dp, dn, by=sort, k=int(k))
+        order = [d["concept_idx"] for d in rank_concepts(coef, dp, dn, by=sort, k=int(k))]
         curves = self._whatif(ki, order, metrics=("ap",))
         words = self.ws.concept_words
         concepts = []
@@ -326,8 +327,8 @@ class Session:
             for i in best
         ]
         classes = [
-            {"class_idx": int(k), "name": self.ws.class_names[k], "influence": float(w)}
-            for k, w in concept_class_influence(self.student.coef_, ci, k=5)
+            {"class_idx": int(d["class_idx"]), "name": self.ws.class_names[d["class_idx"]], "influence": float(d["influence"])}
+            for d in concept_class_influence(self.student.coef_, ci, k=5)
         ] if self.log.head() is not None else []
         source = self.ws.db.execute("SELECT source FROM concepts WHERE idx = ?", (ci,)).fetchone()[0]
         out = {
@@ -463,9 +464,10 @@ class Session:
         s = self.student
         coef = s.coef_[ki]
         dp, dn = self._discrepancy(ki)
-        cand = np.unique(np.concatenate([
-            rank_concepts(coef, dp, dn, by=b, k=min(candidates, coef.size)) for b in ("influence", "discrepancy_p", "discrepancy_n")
-        ]))
+        cand = np.unique([
+            d["concept_idx"] for b in ("influence", "discrepancy_p", "discrepancy_n")
+            for d in rank_concepts(coef, dp, dn, by=b, k=min(candidates, coef.size))
+        ]).astype(int)
         up, down = bound_values(coef, cand)
         rows = self.rows("val")
         moves = suggest_moves(self._Z("val"), coef, float(s.intercept_[ki]), self.Y[rows, ki], cand, up, down, k=int(k))
