@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 from inficond.exceptions import DataError, UnknownNameError
 from inficond.teachers.base import check_logits
+from inficond.teachers.torch_teacher import pil_to_batch
 
 # model name -> (weights package, class in it, native resolution)
 _MODELS = {
@@ -46,19 +47,11 @@ def load_effnet_backbone(model_name: str = "efficientnet-lite2", image_size: int
 
 
 def images_to_tensor(images: list[Image.Image], size: int, mean: float = 0.5, std: float = 0.5):
-    """Stack images into a float32 tensor (n, 3, size, size), values ``(x/255 - mean) / std``.
-
-    Whole images are resized to a square (no crop) so that objects near the border, which matter
-    for multi-label classes, are kept.
-    """
+    """Float32 tensor (n, 3, size, size) of whole images resized to a square (no crop, so objects near
+    the border, which matter for multi-label classes, are kept), values ``(x/255 - mean) / std``."""
     import torch
 
-    arr = np.empty((len(images), size, size, 3), dtype=np.uint8)
-    for i, im in enumerate(images):
-        im = im if im.mode == "RGB" else im.convert("RGB")
-        arr[i] = np.asarray(im.resize((size, size), Image.Resampling.BILINEAR))
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
-    return x.div_(255.0).sub_(mean).div_(std)
+    return torch.from_numpy(pil_to_batch(images, size, mean, std))
 
 
 class EffNetTeacher:
@@ -110,6 +103,8 @@ class EffNetTeacher:
         self._net = None
 
     # -- backbone ---------------------------------------------------------------------------
+    n_features = 1280  # Lite models keep the 1280-channel head at every width (fix_head_stem)
+
     @property
     def net(self):
         if self._net is None:
@@ -136,7 +131,7 @@ class EffNetTeacher:
                 x = images_to_tensor(images[i : i + self.batch_size], self.image_size)
                 out.append(net.extract_features(x).mean(dim=(2, 3)).numpy())
         if not out:
-            return np.zeros((0, 1280), dtype=np.float32)
+            return np.zeros((0, self.n_features), dtype=np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
 
     # -- head -------------------------------------------------------------------------------
@@ -176,6 +171,10 @@ class EffNetTeacher:
             self.intercept_[k] = clf.intercept_[0]
         return self
 
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "coef_")
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
             raise NotFittedError("EffNetTeacher head is not fitted; call fit() or EffNetTeacher.load(dir)")
@@ -197,7 +196,9 @@ class EffNetTeacher:
         return self.logits_from_features(self.features(images))
 
     def identity(self) -> dict:
-        ident = {
+        """The teacher's settings (not its learned head, so a resumed run that reloads the saved
+        head describes itself the same way as the run that trained it)."""
+        return {
             "kind": "effnet",
             "model": self.model_name,
             "image_size": self.image_size,
@@ -205,12 +206,14 @@ class EffNetTeacher:
             "class_weight": self.class_weight,
             "class_names": self.class_names,
         }
-        if hasattr(self, "coef_"):
-            h = hashlib.sha1()
-            for a in (self.mean_, self.scale_, self.coef_, self.intercept_):
-                h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
-            ident["head_sha1"] = h.hexdigest()
-        return ident
+
+    def head_sha1(self) -> str:
+        """Digest of the learned head (changes whenever ``fit`` learns something different)."""
+        self._check_fitted()
+        h = hashlib.sha1()
+        for a in (self.mean_, self.scale_, self.coef_, self.intercept_):
+            h.update(np.ascontiguousarray(a, dtype=np.float64).tobytes())
+        return h.hexdigest()
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -222,6 +225,7 @@ class EffNetTeacher:
         meta = {k: v for k, v in self.identity().items() if k != "kind"}
         meta["batch_size"] = self.batch_size
         meta["constant_classes"] = self.constant_classes_
+        meta["head_sha1"] = self.head_sha1()
         (d / "teacher.json").write_text(json.dumps(meta, indent=2))
         return d
 
