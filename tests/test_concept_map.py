@@ -43,10 +43,12 @@ def test_tiny_corpora():
 
 def test_extend_places_new_concepts_near_their_neighbours(texts, emb):
     new = texts[[0, 30]] + 0.01
-    pos = extend_concept_map(emb, texts, new)
-    assert pos.shape == (2, 2)
-    np.testing.assert_array_equal(pos, extend_concept_map(emb, texts, new))
+    full = extend_concept_map(emb, texts, new)
+    assert full.shape == (102, 2)
+    np.testing.assert_array_equal(full[:100], emb)  # old concepts do not move
+    np.testing.assert_array_equal(full, extend_concept_map(emb, texts, new))
+    pos = full[100:]
     centroid = [emb[:25].mean(axis=0), emb[25:50].mean(axis=0)]
     for p, c in zip(pos, centroid):
         assert np.linalg.norm(p - c) < 0.3
-    assert extend_concept_map(emb, texts, np.zeros((0, 16))).shape == (0, 2)
+    np.testing.assert_array_equal(extend_concept_map(emb, texts, np.zeros((0, 16))), emb)

@@ -112,8 +112,8 @@ def extend_concept_map(existing_embedding, old_text, new_text, k: int = 10) -> n
 
     Returns
     -------
-    ndarray of shape (C_new, 2)
-        Positions of the new concepts only (stack them under the old map).
+    ndarray of shape (C_old + C_new, 2)
+        The whole map: the existing rows unchanged, then the new concepts.
     """
     E = np.asarray(existing_embedding, dtype=np.float64)
     old = np.asarray(old_text, dtype=np.float64)
@@ -124,10 +124,10 @@ def extend_concept_map(existing_embedding, old_text, new_text, k: int = 10) -> n
     if new.ndim != 2 or new.shape[1] != old.shape[1]:
         raise ValueError(f"new_text must be (C_new, {old.shape[1]}), got {new.shape}")
     if new.shape[0] == 0:
-        return np.zeros((0, E.shape[1]))
+        return E.copy()
     if old.shape[0] == 0:
         raise ValueError("cannot extend an empty concept map; use concept_map()")
     nn = NearestNeighbors(n_neighbors=min(k, old.shape[0]), metric="cosine",
                           algorithm="brute").fit(old)
     neighbors = nn.kneighbors(new, return_distance=False)
-    return np.median(E[neighbors], axis=1)
+    return np.vstack([E, np.median(E[neighbors], axis=1)])
