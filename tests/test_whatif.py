@@ -95,3 +95,16 @@ def test_suggestions_are_consistent_with_whatif(student):
     allv = whatif_curves(Z, w, b, y, cands, grid=grid, metrics=("ap",))["values"]["ap"]
     assert allv.max() - sug[0]["ap_before"] == pytest.approx(sug[0]["gain"])
     assert suggest_moves(Z, w, b, y, cands, None, None) == []
+
+
+def test_chunked_evaluation_gives_the_same_curves(student, monkeypatch):
+    import inficond.analysis.whatif as whatif
+
+    Z, w, b, y = student
+    full = whatif_curves(Z, w, b, y, [0, 1, 2, 3, 4])
+    monkeypatch.setattr(whatif, "_CHUNK", 1)  # one concept per chunk
+    chunked = whatif_curves(Z, w, b, y, [0, 1, 2, 3, 4])
+    for m, v in full["values"].items():
+        np.testing.assert_array_equal(chunked["values"][m], v)
+    empty = whatif_curves(Z, w, b, y, [])
+    assert empty["grid"].shape == (0, 21) and empty["values"]["ap"].shape == (0, 21)
