@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from inficond.analysis import (
+    all_class_metrics,
     alignment,
     class_metrics,
     concept_class_influence,
@@ -196,12 +197,14 @@ class Session:
         if key in self._cache and self._cache.get("head") == self.log.head():
             return self._cache[key]
         rows = self.rows(split)
-        y, t, s = self.Y[rows], self.T[rows], self._student_logits(split)
-        classes = []
+        y, t, st = self.Y[rows], self.T[rows], self._student_logits(split)
+        tm = all_class_metrics(y, t, excluded=self.excluded)
+        sm = all_class_metrics(y, st, excluded=self.excluded)
+        agree = fidelity(t, st)["per_class_agreement"]
         reasons = {r[0]: r[1] for r in self.ws.db.execute("SELECT idx, reason FROM classes")}
+        classes = []
         for k, name in enumerate(self.ws.class_names):
-            tm, sm = class_metrics(y[:, k], t[:, k]), class_metrics(y[:, k], s[:, k])
-            gap = None if tm["ap"] is None or sm["ap"] is None else tm["ap"] - sm["ap"]
+            tk, sk = tm["per_class"][k], sm["per_class"][k]
             classes.append(
                 {
                     "class_idx": k,
@@ -209,18 +212,18 @@ class Session:
                     "excluded": bool(self.excluded[k]),
                     "reason": reasons.get(k),
                     "n_pos": int(y[:, k].sum()),
-                    "teacher": {m: tm[m] for m in METRICS},
-                    "student": {m: sm[m] for m in METRICS},
-                    "gap": gap,
-                    "fidelity": float(fidelity(t[:, k], s[:, k])["agreement"]),
-                    "alignment": alignment(y[:, k], t[:, k] > 0, s[:, k] > 0),
+                    "teacher": {m: tk[m] for m in METRICS},
+                    "student": {m: sk[m] for m in METRICS},
+                    "gap": None if tk["ap"] is None or sk["ap"] is None else tk["ap"] - sk["ap"],
+                    "fidelity": float(agree[k]),
+                    "alignment": alignment(y[:, k], t[:, k] > 0, st[:, k] > 0),
                 }
             )
-        used = [c for c in classes if not c["excluded"] and c["teacher"]["ap"] is not None]
         out = {
             "split": split,
-            "teacher_map": float(np.mean([c["teacher"]["ap"] for c in used])) if used else None,
-            "student_map": float(np.mean([c["student"]["ap"] for c in used])) if used else None,
+            "teacher_map": tm["mean"]["ap"],
+            "student_map": sm["mean"]["ap"],
+            "n_classes_in_mean": tm["n_classes"],
             "classes": classes,
         }
         self._cache[key] = out
@@ -251,8 +254,6 @@ class Session:
 
     def class_concepts(self, cls, k: int = 10, sort: str = "influence") -> dict:
         ki = self.class_idx(cls)
-        if sort not in ("influence", "discrepancy_p", "discrepancy_n"):
-            raise ValueError(f"unknown sort {sort!r}; expected influence, discrepancy_p or discrepancy_n")
         if not 1 <= int(k) <= len(self.ws.concept_words):
             raise ValueError(f"k must be between 1 and {len(self.ws.concept_words)}, got {k}")
         coef = self.student.coef_[ki]
