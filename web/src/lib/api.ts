@@ -1,0 +1,70 @@
+// Typed client of the InFiConD server. Errors arrive as problem JSON and are thrown as ApiError.
+
+import type {
+  AddConceptsResult, ClassConcepts, ConceptDetail, ConceptMap, ExportResult, Instruction,
+  Performance, Problem, Provenance, SortKey, Suggestion, Summary, TuneResult, WhatIf,
+} from "./types";
+
+export class ApiError extends Error {
+  constructor(public status: number, public title: string, public detail: string) {
+    super(detail || title);
+  }
+}
+
+let token: string | null = null;
+if (typeof window !== "undefined") {
+  const q = new URLSearchParams(window.location.search).get("token");
+  if (q) {
+    token = q;
+    try { sessionStorage.setItem("inficond-token", q); } catch { /* private mode */ }
+  } else {
+    try { token = sessionStorage.getItem("inficond-token"); } catch { token = null; }
+  }
+}
+
+/** A URL for <img>/<a> (which cannot send headers): the token travels as a query parameter. */
+export function mediaUrl(path: string): string {
+  if (!token) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (token) headers["X-Inficond-Token"] = token;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let res: Response;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    throw new ApiError(0, "Network error", `cannot reach the InFiConD server (${(e as Error).message})`);
+  }
+  if (!res.ok) {
+    let p: Partial<Problem> = {};
+    try { p = await res.json(); } catch { /* not JSON */ }
+    throw new ApiError(res.status, p.title ?? res.statusText, p.detail ?? `${method} ${path} failed (${res.status})`);
+  }
+  return (await res.json()) as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  summary: () => request<Summary>("GET", "/api/summary"),
+  performance: (split = "val") => request<Performance>("GET", `/api/performance?split=${enc(split)}`),
+  classConcepts: (cls: number, k = 10, sort: SortKey = "influence") =>
+    request<ClassConcepts>("GET", `/api/classes/${cls}/concepts?k=${k}&sort=${sort}`),
+  whatif: (cls: number, concept: number, n = 21) =>
+    request<WhatIf>("GET", `/api/classes/${cls}/whatif/${concept}?n_points=${n}`),
+  suggestions: (cls: number, k = 5) => request<Suggestion[]>("GET", `/api/classes/${cls}/suggestions?k=${k}`),
+  conceptMap: () => request<ConceptMap>("GET", "/api/concepts/map"),
+  concept: (concept: number, cls: number | null) =>
+    request<ConceptDetail>("GET", `/api/concepts/${concept}${cls === null ? "" : `?cls=${cls}`}`),
+  addConcepts: (words: string[]) => request<AddConceptsResult>("POST", "/api/concepts", { words }),
+  tune: (instructions: Instruction[]) => request<TuneResult>("POST", "/api/tune", { instructions }),
+  provenance: () => request<Provenance>("GET", "/api/provenance"),
+  undo: () => request<Provenance>("POST", "/api/provenance/undo"),
+  revert: (stateId: number | string) => request<Provenance>("POST", "/api/provenance/revert", { state_id: stateId }),
+  export: () => request<ExportResult>("POST", "/api/export"),
+  patchUrl: (id: string | number) => mediaUrl(`/api/media/patches/${enc(String(id))}`),
+  imageUrl: (idx: number) => mediaUrl(`/api/media/images/${idx}`),
+};
