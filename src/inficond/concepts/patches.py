@@ -1,0 +1,137 @@
+"""Concept patches: small crops showing where each concept is most present.
+
+For each concept, the done images with the highest ``concept_vectors`` value are cropped to the
+box of the region that reached the value (``concept_argmax`` -> ``region_boxes``). The crops are
+saved as JPEGs under ``WS/patches/`` and listed in the ``patches`` table, for the interface.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from inficond.store.workspace import atomic_write_bytes
+
+PATCH_DIR = "patches"
+
+
+def patch_file(concept_idx: int, rank: int) -> str:
+    """Path of a patch relative to the workspace folder."""
+    return f"{PATCH_DIR}/c{int(concept_idx):05d}_r{int(rank):02d}.jpg"
+
+
+def top_images(vectors_col: np.ndarray, usable: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` usable images with the largest positive values, best first (ties: lower index)."""
+    v = np.where(usable, np.asarray(vectors_col, np.float32), -np.inf)
+    cand = np.flatnonzero(v > 0)
+    if len(cand) == 0:
+        return cand
+    order = np.lexsort((cand, -v[cand]))  # primary key: value descending; secondary: index
+    return cand[order[:k]]
+
+
+def crop_box(img: Image.Image, box, size: int) -> Image.Image:
+    """Crop fractions ``x0, y0, x1, y1`` of ``img`` and fit the crop into ``size`` x ``size`` (aspect kept)."""
+    W, H = img.size
+    x0, y0, x1, y1 = (float(b) for b in box)
+    l, t = int(np.floor(np.clip(x0, 0, 1) * W)), int(np.floor(np.clip(y0, 0, 1) * H))
+    r, b = int(np.ceil(np.clip(x1, 0, 1) * W)), int(np.ceil(np.clip(y1, 0, 1) * H))
+    crop = img.crop((l, t, max(r, l + 1), max(b, t + 1)))
+    crop.thumbnail((size, size), Image.BILINEAR)
+    if max(crop.size) < size:  # small boxes are enlarged so every patch reads at the same scale
+        s = size / max(crop.size)
+        crop = crop.resize((max(1, round(crop.width * s)), max(1, round(crop.height * s))), Image.BILINEAR)
+    return crop
+
+
+def build_patches(ws, concept_idx=None, per_concept: int = 8, size: int = 112, quality: int = 85) -> int:
+    """Crop and store the top ``per_concept`` patches of each concept.
+
+    Parameters
+    ----------
+    ws : Workspace
+        Needs ``concept_vectors``, ``concept_argmax`` and ``region_boxes``.
+    concept_idx : int or list of int, optional
+        Concepts to (re)build; default all.
+    per_concept : int, default 8
+    size : int, default 112
+        Longer side of a patch in pixels.
+    quality : int, default 85
+        JPEG quality.
+
+    Returns
+    -------
+    int
+        Patches written. Rerunning replaces the rows (and files) of the given concepts.
+    """
+    vectors = ws.array("concept_vectors")
+    argmax = ws.array("concept_argmax")
+    boxes = ws.array("region_boxes")
+    n_concepts = vectors.shape[1]
+    if concept_idx is None:
+        concepts = list(range(n_concepts))
+    else:
+        concepts = [int(c) for c in np.atleast_1d(concept_idx)]
+        bad = [c for c in concepts if not 0 <= c < n_concepts]
+        if bad:
+            raise IndexError(f"concept indices {bad[:5]} out of range 0..{n_concepts - 1}")
+    usable = ws.status == "done"
+    paths = ws.image_paths
+
+    jobs: dict[int, list[tuple[int, int, int]]] = {}  # image -> [(concept, rank, region)]
+    for c in concepts:
+        col = np.asarray(vectors[:, c], np.float32)
+        for rank, i in enumerate(top_images(col, usable, per_concept)):
+            jobs.setdefault(int(i), []).append((c, rank, int(argmax[i, c])))
+
+    rows = []
+    for i in sorted(jobs):  # each image is decoded once, whatever the number of concepts using it
+        try:
+            with Image.open(paths[i]) as im:
+                img = im.convert("RGB")
+        except OSError:
+            continue  # the image went missing since prepare: skip its patches
+        for c, rank, r in jobs[i]:
+            box = [float(v) for v in boxes[i, r]]
+            buf = io.BytesIO()
+            crop_box(img, box, size).save(buf, "JPEG", quality=quality)
+            rel = patch_file(c, rank)
+            atomic_write_bytes(Path(ws.path) / rel, buf.getvalue())
+            rows.append((c, rank, i, r, float(vectors[i, c]), json.dumps([round(v, 5) for v in box]), rel))
+
+    # Ranks are renumbered after skipped images so each concept's ranks are 0..k-1.
+    rows.sort(key=lambda t: (t[0], t[1]))
+    final, next_rank = [], {}
+    for c, rank, i, r, sim, box, rel in rows:
+        k = next_rank.get(c, 0)
+        next_rank[c] = k + 1
+        if k != rank:
+            new_rel = patch_file(c, k)
+            (Path(ws.path) / rel).replace(Path(ws.path) / new_rel)
+            rel = new_rel
+        final.append((c, k, i, r, sim, box, rel))
+    with ws.transaction() as db:
+        db.executemany("DELETE FROM patches WHERE concept_idx = ?", [(c,) for c in concepts])
+        db.executemany(
+            "INSERT INTO patches(concept_idx, rank, image_idx, region, similarity, box, file) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            final,
+        )
+    # Files of ranks that no longer exist (fewer positives than last time) are removed.
+    for c in concepts:
+        for f in (Path(ws.path) / PATCH_DIR).glob(f"c{c:05d}_r*.jpg"):
+            if int(f.stem.split("_r")[1]) >= next_rank.get(c, 0):
+                f.unlink(missing_ok=True)
+    return len(final)
+
+
+def read_patches(ws, concept_idx: int) -> list[dict]:
+    """Rows of the ``patches`` table for one concept, best first."""
+    rows = ws.db.execute(
+        "SELECT rank, image_idx, region, similarity, box, file FROM patches WHERE concept_idx = ? ORDER BY rank",
+        (int(concept_idx),),
+    ).fetchall()
+    return [dict(rank=r[0], image_idx=r[1], region=r[2], similarity=r[3], box=json.loads(r[4]), file=r[5]) for r in rows]
