@@ -73,6 +73,15 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def resolve_token(host: str, token: Optional[str]) -> Optional[str]:
+    """The token to require: the given one, or a fresh one when binding beyond loopback."""
+    if token:
+        return token
+    if _is_loopback(host):
+        return None
+    return secrets.token_urlsafe(24)
+
+
 def serve(workspace: str | Path, host: str = "127.0.0.1", port: int = 8765,
           token: Optional[str] = None, open_browser: bool = False) -> None:
     """Open ``workspace`` and serve the app until interrupted.
@@ -84,8 +93,7 @@ def serve(workspace: str | Path, host: str = "127.0.0.1", port: int = 8765,
 
     from inficond.session import Session
 
-    if not _is_loopback(host) and not token:
-        token = secrets.token_urlsafe(24)
+    token = resolve_token(host, token)
     session = Session(workspace)
     app = create_app(session, token=token)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host

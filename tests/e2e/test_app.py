@@ -1,0 +1,133 @@
+"""The six-view app in a real browser, against a real server on a real workspace."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.e2e
+
+VIEWS = ["config", "performance", "embedding", "knowledge", "detail", "provenance"]
+SIZES = [(1440, 900), (1920, 1080)]
+
+
+def weakest(session) -> dict:
+    perf = session.performance("val")
+    return max((c for c in perf["classes"] if not c["excluded"] and c["gap"] is not None),
+               key=lambda c: c["gap"])
+
+
+def shown_student_ap(page: Page, class_idx: int) -> float:
+    ring = page.locator(f'[data-testid=class-row][data-class-idx="{class_idx}"] [data-testid=student-ap]')
+    return float(ring.get_attribute("data-value"))
+
+
+def wait_all_views(page: Page) -> None:
+    expect(page.locator("[data-testid=config-student-map]")).to_be_visible()
+    expect(page.locator("[data-testid=class-row]").first).to_be_visible()
+    expect(page.locator("[data-testid=embedding-top]").first).to_be_visible()
+    expect(page.locator("[data-testid=concept-row]").first).to_be_visible()
+    expect(page.locator("[data-testid=prov-step]").first).to_be_visible()
+    page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+
+
+def save(page: Page, screenshots, tag: str) -> None:
+    page.screenshot(path=str(screenshots / f"full-{tag}.png"))
+    for v in VIEWS:
+        page.locator(f"[data-testid=view-{v}]").screenshot(path=str(screenshots / f"{v}-{tag}.png"))
+
+
+def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    session = live_server.session
+    cls = weakest(session)
+    k = cls["class_idx"]
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(live_server.url)
+
+    # pick the weakest class: the performance view publishes it, the other views follow
+    row = page.locator(f'[data-testid=class-row][data-class-idx="{k}"]')
+    row.click()
+    expect(row).to_have_attribute("aria-selected", "true")
+    wait_all_views(page)
+    expect(page.locator("[data-testid=view-knowledge]")).to_contain_text(cls["name"])
+    before = shown_student_ap(page, k)
+    assert before == pytest.approx(cls["student"]["ap"])
+
+    # open a concept in the detail view
+    page.locator("[data-testid=concept-open]").first.click()
+    expect(page.locator("[data-testid=detail-charts] svg")).to_have_count(4)
+    expect(page.locator("[data-testid=detail-gallery] img").first).to_be_visible()
+    page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+    save(page, screenshots, "1440x900-before")
+
+    # vote one concept up and another down
+    rows = page.locator("[data-testid=concept-row]")
+    rows.nth(0).locator("[data-testid=vote-up]").click()
+    rows.nth(1).locator("[data-testid=vote-down]").click()
+    blocks = page.locator("[data-testid=vote-block]")
+    expect(blocks).to_have_count(2)
+    expect(blocks.nth(0)).to_have_class("block up")
+    expect(blocks.nth(1)).to_have_class("block down")
+
+    steps = page.locator("[data-testid=prov-step]")
+    n_steps = steps.count()
+    page.locator("[data-testid=fine-tune]").click()
+    expect(steps).to_have_count(n_steps + 1, timeout=30_000)
+    expect(blocks).to_have_count(0)
+    page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+
+    engine_ap = session.performance("val")["classes"][k]["student"]["ap"]
+    head = session.provenance()["head"]
+    expect(page.locator(f'[data-testid=prov-step][data-state-id="{head}"]')).to_contain_text("current")
+    page.wait_for_function(
+        """([k, v]) => { const e = document.querySelector(`[data-testid=class-row][data-class-idx="${k}"] [data-testid=student-ap]`);
+                         return e && Math.abs(parseFloat(e.dataset.value) - v) < 1e-9; }""",
+        arg=[k, engine_ap])
+    assert shown_student_ap(page, k) == pytest.approx(engine_ap, abs=1e-12)
+    save(page, screenshots, "1440x900-tuned")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.wait_for_timeout(300)
+    save(page, screenshots, "1920x1080")
+
+    # undo restores the previous student
+    page.locator("[data-testid=undo]").click()
+    expect(steps.filter(has_text="current")).not_to_have_attribute("data-state-id", str(head))
+    page.wait_for_function(
+        """([k, v]) => { const e = document.querySelector(`[data-testid=class-row][data-class-idx="${k}"] [data-testid=student-ap]`);
+                         return e && Math.abs(parseFloat(e.dataset.value) - v) < 1e-9; }""",
+        arg=[k, before])
+    assert session.performance("val")["classes"][k]["student"]["ap"] == pytest.approx(before)
+    assert not errors, errors
+
+
+def test_hover_previews_and_click_commits(page: Page, live_server):
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(live_server.url)
+    rows = page.locator("[data-testid=class-row]:not(.excluded)")
+    expect(rows.nth(1)).to_be_visible()
+    wait_all_views(page)
+    committed = page.locator("[data-testid=class-row][aria-selected=true]").get_attribute("data-class-name")
+    other = rows.nth(1) if rows.nth(0).get_attribute("data-class-name") == committed else rows.nth(0)
+    name = other.get_attribute("data-class-name")
+    # hover: the embedding previews the other class, the knowledge list stays on the committed one
+    other.hover()
+    expect(page.locator("[data-testid=view-embedding]")).to_contain_text(name)
+    expect(page.locator("[data-testid=view-knowledge]")).to_contain_text(committed)
+    # click: every view follows
+    other.click()
+    expect(page.locator("[data-testid=view-knowledge] [data-testid=vote-bar]")).to_contain_text(name)
+    # the hover card shows dataset details on demand
+    page.locator("[data-testid=config-dataset]").hover()
+    expect(page.locator("[data-testid=tooltip]")).to_contain_text("instances")
+
+
+def test_export_links_download(page: Page, live_server):
+    page.goto(live_server.url)
+    page.locator("[data-testid=export]").click()
+    link = page.locator("[data-testid=download-onnx]")
+    expect(link).to_be_visible(timeout=60_000)
+    with page.expect_download() as dl:
+        link.click()
+    assert dl.value.suggested_filename.endswith(".onnx")
