@@ -1,0 +1,221 @@
+"""Concept encoders: registry, conse-effnet on real photos, open_clip with a tiny random model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inficond.encoders.base import ConceptEncoder, RegionEmbeddings, create_encoder, list_encoders
+from inficond.exceptions import UnknownNameError
+
+DATA = Path(os.environ.get("INFICOND_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+VOC = DATA / "voc2012-subset"
+needs_voc = pytest.mark.skipif(not (VOC / "labels.csv").exists(), reason=f"dev data missing at {VOC}")
+
+
+def voc_images(pred, n):
+    """First ``n`` VOC images whose label row satisfies ``pred``; (ids, PIL images)."""
+    with open(VOC / "labels.csv") as f:
+        rows = [r for r in csv.DictReader(f) if pred(r)][:n]
+    return [r["image"] for r in rows], [Image.open(VOC / "images" / f"{r['image']}.jpg").convert("RGB") for r in rows]
+
+
+def only(cls):
+    return lambda r: r[cls] == "1" and sum(int(v) for k, v in r.items() if k not in ("image", "split")) == 1
+
+
+# -- registry ---------------------------------------------------------------------------------
+def test_registry_lists_both_and_rejects_unknown():
+    names = list_encoders()
+    assert {"conse-effnet", "open_clip"} <= set(names)
+    with pytest.raises(UnknownNameError) as e:
+        create_encoder("conse-efnet")
+    assert "conse-effnet" in str(e.value)  # close match suggested
+    with pytest.raises(UnknownNameError) as e:
+        create_encoder("zzz")
+    assert "open_clip" in str(e.value) and "conse-effnet" in str(e.value)
+
+
+# -- conse-effnet -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def conse():
+    return create_encoder("conse-effnet")
+
+
+@pytest.fixture(scope="module")
+def photos():
+    if not (VOC / "labels.csv").exists():
+        pytest.skip(f"dev data missing at {VOC}")
+    cat_ids, cats = voc_images(only("cat"), 3)
+    dog_ids, dogs = voc_images(only("dog"), 3)
+    return cats + dogs
+
+
+@needs_voc
+def test_conse_shapes_norms_boxes(conse, photos):
+    assert isinstance(conse, ConceptEncoder)
+    out = conse.encode_regions(photos)
+    assert len(out) == len(photos)
+    for r in out:
+        assert isinstance(r, RegionEmbeddings)
+        assert r.embeddings.shape == (conse.max_regions, conse.dim) == (145, 384)
+        assert r.embeddings.dtype == np.float32 and r.boxes.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(r.embeddings, axis=1), 1, atol=1e-5)
+        assert r.boxes.shape == (145, 4) and r.boxes.min() >= 0 and r.boxes.max() <= 1
+        assert (r.boxes[:, 2] > r.boxes[:, 0]).all() and (r.boxes[:, 3] > r.boxes[:, 1]).all()
+        np.testing.assert_array_equal(r.boxes[0], [0, 0, 1, 1])  # region 0 = whole image
+
+
+@needs_voc
+def test_conse_deterministic_and_batch_independent(conse, photos):
+    alone = conse.encode_regions(photos[2:3])[0].embeddings
+    batched = conse.encode_regions(photos)[2].embeddings
+    again = conse.encode_regions(photos)[2].embeddings
+    np.testing.assert_allclose(alone, batched, atol=2e-4)
+    np.testing.assert_array_equal(batched, again)
+    t1 = conse.encode_text(["cat", "sofa", "grass"])
+    t2 = conse.encode_text(["grass", "cat"])
+    assert t1.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(t1, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(t1[0], t2[1], atol=1e-5)
+
+
+@needs_voc
+def test_conse_torch_backend_matches_onnx(conse, photos):
+    from inficond.encoders.conse_effnet import ConseEffnetEncoder
+
+    eager = ConseEffnetEncoder(backend="torch")
+    assert eager.identity() == conse.identity()  # the backend does not change embeddings
+    a = eager.encode_regions(photos[:1])[0].embeddings
+    b = conse.encode_regions(photos[:1])[0].embeddings
+    assert np.abs(a - b).max() < 1e-3
+
+
+@needs_voc
+def test_conse_semantics_cat_vs_dog(conse, photos):
+    """Max-over-regions similarity ranks the right animal first on single-animal photos."""
+    text = conse.encode_text(["cat", "dog"])
+    scores = np.array([(r.embeddings @ text.T).max(0) for r in conse.encode_regions(photos)])
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    assert (scores.argmax(1) == truth).mean() >= 5 / 6
+
+
+def test_conse_identity_and_params(conse):
+    from inficond.encoders.conse_effnet import ConseEffnetEncoder
+
+    ident = conse.identity()
+    json.dumps(ident)
+    for key in ("image_size", "window", "stride", "top_k", "text_centre", "image_centre", "version"):
+        assert key in ident
+    other = ConseEffnetEncoder(image_size=320, window=2, stride=2)
+    assert other.identity() != ident
+    assert other.max_regions == 1 + 5 * 5 and other.boxes.shape == (26, 4)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        ConseEffnetEncoder(image_size=300)
+    with pytest.raises(ValueError, match="window"):
+        ConseEffnetEncoder(window=20)
+    with pytest.raises(TypeError):
+        conse.encode_text("cat")
+
+
+# -- open_clip ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_clip():
+    import open_clip
+    import torch
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(0)
+    return open_clip.model.CLIP(
+        embed_dim=32,
+        vision_cfg=CLIPVisionCfg(layers=2, width=64, head_width=32, patch_size=8, image_size=32),
+        text_cfg=CLIPTextCfg(context_length=16, vocab_size=49408, width=32, heads=2, layers=2),
+    )
+
+
+def _rgb_images():
+    rng = np.random.default_rng(0)
+    ims = [Image.fromarray(rng.integers(0, 255, (40 + 8 * i, 60, 3), dtype=np.uint8)) for i in range(3)]
+    ims.append(Image.new("L", (50, 30), 128))  # greyscale input is converted
+    return ims
+
+
+@pytest.mark.parametrize("dense", ["maskclip", "tokens"])
+def test_open_clip_tiny_pipeline(tiny_clip, dense):
+    import torch
+
+    enc = create_encoder("open_clip", model_name="tiny", model=tiny_clip, n_segments=5, dense=dense)
+    assert isinstance(enc, ConceptEncoder)
+    assert enc.dim == 32 and enc.grid_shape == (4, 4) and enc.max_regions == 6
+    ims = _rgb_images()
+    out = enc.encode_regions(ims)
+    assert len(out) == len(ims)
+    for r in out:
+        assert r.embeddings.shape == (6, 32)
+        np.testing.assert_allclose(np.linalg.norm(r.embeddings, axis=1), 1, atol=1e-5)
+        assert r.grid.shape == (4, 4) and set(np.unique(r.grid)) == set(range(1, 6))
+        for k in range(1, 6):  # a segment's box is the bounding box of its cells
+            ys, xs = np.nonzero(r.grid == k)
+            np.testing.assert_allclose(r.boxes[k], [xs.min() / 4, ys.min() / 4, (xs.max() + 1) / 4, (ys.max() + 1) / 4])
+    # Region 0 is CLIP's own image embedding.
+    with torch.no_grad():
+        ref = torch.nn.functional.normalize(tiny_clip.encode_image(enc.pixels(ims)), dim=-1).numpy()
+    np.testing.assert_allclose(np.stack([r.embeddings[0] for r in out]), ref, atol=1e-5)
+    text = enc.encode_text(["cat", "dog", "a red sofa"])
+    assert text.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(enc.encode_text(["dog"])[0], text[1], atol=1e-5)
+    json.dumps(enc.identity())
+
+
+def test_open_clip_maskclip_matches_manual_value_path(tiny_clip):
+    """The MaskCLIP dense path is the last block's value projection, ln_post, proj."""
+    import torch
+    import torch.nn.functional as F
+
+    enc = create_encoder("open_clip", model_name="tiny", model=tiny_clip)
+    ims = _rgb_images()[:2]
+    _, dense = enc.dense_embeddings(ims)
+    v = tiny_clip.visual
+    with torch.no_grad():
+        h = v._embeds(enc.pixels(ims))
+        h = v.transformer.resblocks[0](h)
+        last = v.transformer.resblocks[1]
+        w = h.shape[-1]
+        val = last.attn.out_proj(F.linear(last.ln_1(h), last.attn.in_proj_weight[2 * w :], last.attn.in_proj_bias[2 * w :]))
+        ref = F.normalize(v.ln_post(val)[:, 1:] @ v.proj, dim=-1).numpy()
+    np.testing.assert_allclose(dense, ref, atol=1e-5)
+
+
+def test_open_clip_identity_tracks_weights(tiny_clip):
+    import copy
+
+    import torch
+
+    a = create_encoder("open_clip", model_name="tiny", model=tiny_clip)
+    other = copy.deepcopy(tiny_clip)
+    with torch.no_grad():
+        other.visual.proj.add_(0.1)
+    b = create_encoder("open_clip", model_name="tiny", model=other)
+    c = create_encoder("open_clip", model_name="tiny", model=tiny_clip, n_segments=3)
+    assert a.identity() != b.identity() and a.identity() != c.identity()
+    assert a.identity() == create_encoder("open_clip", model_name="tiny", model=tiny_clip).identity()
+
+
+def test_open_clip_loading_errors(tmp_path):
+    from inficond.encoders.open_clip_encoder import EncoderLoadError
+
+    with pytest.raises(UnknownNameError, match="open_clip model"):
+        create_encoder("open_clip", model_name="ViT-B-322")
+    with pytest.raises(EncoderLoadError, match="does not exist"):
+        create_encoder("open_clip", model_name="ViT-B-32", pretrained=str(tmp_path / "missing.pt"))
+    with pytest.raises(UnknownNameError, match="pretrained tag"):
+        create_encoder("open_clip", model_name="ViT-B-32", pretrained="no_such_tag")
+    with pytest.raises(ValueError, match="dense"):
+        create_encoder("open_clip", model_name="ViT-B-32", dense="nope")
