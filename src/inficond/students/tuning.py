@@ -1,0 +1,229 @@
+"""Concept tuning: users' up/down votes become bounds on influences, then the class is refitted.
+
+Rule (``f`` = ``factor``, default 0.5; ``w`` = the concept's current influence on the class;
+``ref`` = mean |w| of the class's 10 largest influences, or ``min_ref`` if the class has none)::
+
+    up:    lower = w + f * max(|w|, ref)        (w never goes below this again)
+    down:  upper = w - f * max(|w|, ref)        (w never goes above this again)
+
+So a large positive weight that is uptuned must grow by at least ``f`` of itself (``w (1+f)``);
+a downtuned one must shrink to ``w (1-f)`` (``f >= 1`` forces it to zero or below). An
+uptuned negative weight must move towards zero (``w (1-f)``), a downtuned one away from it.
+A weight at or near zero moves by ``f * ref``: up makes the concept count *for* the class by
+at least half a typical top influence, down makes it count *against* it. The bound is a hard
+constraint in the refit; the other weights re-balance around it, which is what makes a vote
+change the student (a plain nudge of one weight would be undone by the next fit).
+
+History. Bounds of a class accumulate over steps in ``history``, a dict
+``{(class_idx, concept_idx): (lower, upper)}`` (``-inf``/``inf`` = none). A repeated vote in
+the same direction only tightens (``max`` of lower bounds, ``min`` of upper bounds, computed
+from the weight at that time). A vote opposite to an earlier one on the same concept is a
+conflict: with ``on_conflict="error"`` (default) it raises :class:`TuningError` (undo or
+revert the earlier step instead); with ``on_conflict="replace"`` the earlier opposite bound is
+dropped and the new one set, explicitly. Opposite votes in one batch always raise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from numbers import Integral
+
+import numpy as np
+from scipy.special import expit
+
+from inficond.exceptions import TuningError
+from inficond.students import _solvers
+from inficond.students.estimator import ConceptStudent, _blas_threads, _check_logits
+
+__all__ = ["Instruction", "tune_bounds", "tune_class", "apply_tuning", "bounds_from_history", "DIRECTIONS"]
+
+DIRECTIONS = ("up", "down")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One vote: make concept ``concept_idx`` count more ("up") or less ("down") for a class."""
+
+    class_idx: int
+    concept_idx: int
+    direction: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Instruction":
+        return cls(int(d["class_idx"]), int(d["concept_idx"]), str(d["direction"]))
+
+
+def _validate(instructions, class_idx, n_classes, n_concepts) -> list[Instruction]:
+    if not isinstance(class_idx, Integral) or not 0 <= class_idx < n_classes:
+        raise TuningError(f"class index {class_idx!r} is out of range; use 0..{n_classes - 1}")
+    out = []
+    seen: dict[int, str] = {}
+    for ins in instructions:
+        if not isinstance(ins, Instruction):
+            raise TuningError(f"expected Instruction(class_idx, concept_idx, direction), got {ins!r}")
+        if ins.class_idx != class_idx:
+            raise TuningError(f"instruction {ins} is for class {ins.class_idx}, but this step tunes class {class_idx}")
+        if not isinstance(ins.concept_idx, Integral) or not 0 <= ins.concept_idx < n_concepts:
+            raise TuningError(f"concept index {ins.concept_idx!r} is out of range; use 0..{n_concepts - 1}")
+        if ins.direction not in DIRECTIONS:
+            raise TuningError(f"direction {ins.direction!r} is unknown; use 'up' or 'down'")
+        prev = seen.get(ins.concept_idx)
+        if prev is not None and prev != ins.direction:
+            raise TuningError(f"concept {ins.concept_idx} is voted both up and down in one step; keep one")
+        if prev is None:
+            seen[ins.concept_idx] = ins.direction
+            out.append(ins)
+    if not out:
+        raise TuningError("no tuning instructions given")
+    return out
+
+
+def reference_influence(coef_row, top=10, min_ref=0.1) -> float:
+    """``ref``: mean |w| of the ``top`` largest influences (``min_ref`` when all are zero)."""
+    a = np.sort(np.abs(np.asarray(coef_row, dtype=float)))[::-1][:top]
+    a = a[a > 0]
+    return float(a.mean()) if a.size else float(min_ref)
+
+
+def tune_bounds(coef_row, instructions, history=None, factor=0.5, on_conflict="error", top=10, min_ref=0.1):
+    """New bounds history after applying ``instructions`` to one class (no refit).
+
+    Parameters
+    ----------
+    coef_row : ndarray of shape (n_concepts,)
+        The class's current influences.
+    instructions : list of Instruction
+        All for the same class (validated by :func:`tune_class`).
+    history : dict, optional
+        ``{(class_idx, concept_idx): (lower, upper)}`` from earlier steps; not modified.
+    factor, on_conflict, top, min_ref : see the module docstring.
+
+    Returns
+    -------
+    dict, the new history (a copy).
+    """
+    if not factor > 0:
+        raise TuningError(f"factor must be > 0, got {factor!r}")
+    if on_conflict not in ("error", "replace"):
+        raise TuningError(f"on_conflict must be 'error' or 'replace', got {on_conflict!r}")
+    history = dict(history or {})
+    ref = reference_influence(coef_row, top, min_ref)
+    for ins in instructions:
+        key = (int(ins.class_idx), int(ins.concept_idx))
+        w = float(coef_row[ins.concept_idx])
+        step = factor * max(abs(w), ref)
+        lo, hi = history.get(key, (-np.inf, np.inf))
+        if ins.direction == "up":
+            if hi < np.inf:
+                if on_conflict == "error":
+                    raise TuningError(
+                        f"concept {key[1]} of class {key[0]} was downtuned before (upper bound {hi:.4g}); "
+                        "undo/revert that step, or pass on_conflict='replace' to drop it"
+                    )
+                hi = np.inf
+            lo = max(lo, w + step)
+        else:
+            if lo > -np.inf:
+                if on_conflict == "error":
+                    raise TuningError(
+                        f"concept {key[1]} of class {key[0]} was uptuned before (lower bound {lo:.4g}); "
+                        "undo/revert that step, or pass on_conflict='replace' to drop it"
+                    )
+                lo = -np.inf
+            hi = min(hi, w - step)
+        history[key] = (float(lo), float(hi))
+    return history
+
+
+def bounds_from_history(history, n_classes, n_concepts):
+    """``lower, upper`` arrays of shape (n_classes, n_concepts) from a bounds history."""
+    lower = np.full((n_classes, n_concepts), -np.inf)
+    upper = np.full((n_classes, n_concepts), np.inf)
+    for (k, c), (lo, hi) in (history or {}).items():
+        lower[k, c], upper[k, c] = lo, hi
+    return lower, upper
+
+
+def tune_class(student: ConceptStudent, X, T, class_idx, instructions, history=None, factor=0.5,
+               on_conflict="error", max_iter=None, tol=None):
+    """Apply votes to one class and refit it, warm-started, within all its bounds so far.
+
+    Parameters
+    ----------
+    student : ConceptStudent
+        Fitted; not modified.
+    X : array-like of shape (n_images, n_concepts)
+        The training concept vectors the student was fitted on.
+    T : array-like of shape (n_images, n_classes)
+        Teacher logits for the same images.
+    class_idx : int
+    instructions : list of Instruction
+    history : dict, optional
+        Earlier bounds, ``{(class_idx, concept_idx): (lower, upper)}``.
+    factor, on_conflict : see the module docstring.
+    max_iter, tol : optional
+        Refit limits; default the student's (the refit runs to convergence: one class takes
+        tens of milliseconds).
+
+    Returns
+    -------
+    coef_row : ndarray of shape (n_concepts,)
+    intercept : float
+    history : dict
+        The new history (all classes), to pass to the next step.
+    """
+    student._check_fitted()
+    K, C = student.coef_.shape
+    instructions = _validate(list(instructions), class_idx, K, C)
+    new_history = tune_bounds(student.coef_[class_idx], instructions, history, factor, on_conflict)
+    k = int(class_idx)
+    lower = np.full((1, C), -np.inf)
+    upper = np.full((1, C), np.inf)
+    for (kk, c), (lo, hi) in new_history.items():
+        if kk == k:
+            lower[0, c], upper[0, c] = lo, hi
+    if np.any(lower > upper):
+        c = int(np.argmax(lower > upper))
+        raise TuningError(f"bounds of concept {c} of class {k} became empty ({lower[0, c]:.4g} > {upper[0, c]:.4g})")
+    Z = student.transform(X)
+    T = _check_logits(T, Z.shape[0], K)
+    solver = student.solver if student.solver != "adam-paper" else "cd"
+    kw = {"tol": tol or student.tol}
+    if max_iter:
+        kw["max_iter"] = max_iter
+    elif student.max_iter and student.solver != "adam-paper":  # adam's max_iter counts epochs
+        kw["max_iter"] = student.max_iter
+    with _blas_threads(student.n_threads):
+        res = _solvers.solve(solver, Z, expit(T[:, k : k + 1]), student.lam_[k : k + 1], lower, upper,
+                             student.coef_[k : k + 1], student.intercept_[k : k + 1], **kw)
+    return res.coef[0], float(res.intercept[0]), new_history
+
+
+def apply_tuning(student: ConceptStudent, X, T, instructions, history=None, factor=0.5, on_conflict="error",
+                 max_iter=None, tol=None):
+    """One tuning step over any number of classes: :func:`tune_class` per class, in order of
+    first appearance, each refit seeing the previous ones' results.
+
+    Returns ``(new_student, new_history)``; ``student`` is not modified. This is the step that
+    :meth:`ProvenanceLog.replay` repeats, so callers that record steps should use it.
+    """
+    instructions = list(instructions)
+    if not instructions:
+        raise TuningError("no tuning instructions given")
+    order: list[int] = []
+    for ins in instructions:
+        if not isinstance(ins, Instruction):
+            raise TuningError(f"expected Instruction(class_idx, concept_idx, direction), got {ins!r}")
+        if ins.class_idx not in order:
+            order.append(ins.class_idx)
+    history = dict(history or {})
+    C = student.coef_.shape[1]
+    for k in order:
+        ins_k = [i for i in instructions if i.class_idx == k]
+        coef_row, b, history = tune_class(student, X, T, k, ins_k, history, factor, on_conflict, max_iter, tol)
+        lower, upper = bounds_from_history({kc: v for kc, v in history.items() if kc[0] == k}, k + 1, C)
+        student = student.with_class_weights(k, coef_row, b, lower[k], upper[k])
+    return student, history

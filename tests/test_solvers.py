@@ -1,0 +1,149 @@
+"""The exact solvers reach the optimum of the bounded L1 soft-label problem."""
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from inficond.students import _solvers as S
+
+SOLVERS = ["cd", "fista", "lbfgsb"]
+TOL = {"cd": 1e-9, "fista": 1e-7, "lbfgsb": 1e-8}  # FISTA is slow to the last digits; L-BFGS-B stalls near 1e-9
+
+
+def problem(n=300, C=40, K=3, seed=0):
+    X, T = S.synthetic_problem(n=n, n_concepts=C, n_classes=K, seed=seed, n_factors=8)
+    X = X.astype(float)
+    Z = (X - X.mean(0)) / X.std(0)
+    return Z, expit(T.astype(float))
+
+
+def no_bounds(K, C):
+    return np.full((K, C), -np.inf), np.full((K, C), np.inf)
+
+
+def some_bounds(W, seed=1):
+    """Bounds that cut through the unbounded optimum: some exclude 0, some pin weights."""
+    rng = np.random.default_rng(seed)
+    K, C = W.shape
+    lo, hi = no_bounds(K, C)
+    big = np.argsort(-np.abs(W), axis=1)[:, :3]
+    for k in range(K):
+        c0, c1, c2 = big[k]
+        hi[k, c0] = W[k, c0] * 0.5 if W[k, c0] > 0 else hi[k, c0]  # cap a positive weight
+        lo[k, c0] = W[k, c0] * 0.5 if W[k, c0] < 0 else lo[k, c0]
+        lo[k, c1], hi[k, c1] = -np.inf, -0.05  # force negative
+        zero = np.flatnonzero(W[k] == 0)
+        c3 = rng.choice(zero)
+        lo[k, c3] = 0.2  # force a zero weight positive
+        lo[k, c2] = hi[k, c2] = 0.1 if W[k, c2] else lo[k, c2]  # pinned
+    return lo, hi
+
+
+def assert_kkt(Z, P, res, lam, lo, hi, atol=1e-6):
+    """Optimality checked case by case (independent of kkt_violation)."""
+    W, B = res.coef, res.intercept
+    _, G, gB, _ = S.smooth_loss_grad(Z, P, W, B)
+    assert np.all(np.abs(gB) <= atol)
+    at_lo = W == lo
+    at_hi = W == hi
+    free = ~at_lo & ~at_hi
+    nz = free & (W != 0)
+    np.testing.assert_allclose(G[nz], (-lam * np.sign(W))[nz], atol=atol)
+    zero = free & (W == 0)
+    assert np.all(np.abs(G[zero]) <= lam + atol)
+    # at a lower bound the weight must not want to grow: right derivative >= 0
+    d_plus = G + np.where(W >= 0, lam, -lam)
+    d_minus = G + np.where(W > 0, lam, -lam)
+    assert np.all(d_plus[at_lo & ~at_hi] >= -atol)
+    assert np.all(d_minus[at_hi & ~at_lo] <= atol)
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_unbounded_optimum_satisfies_kkt(name):
+    Z, P = problem()
+    K, C = P.shape[1], Z.shape[1]
+    lam = 0.01
+    r = S.solve(name, Z, P, lam, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K), tol=TOL[name])
+    assert r.converged.all()
+    assert_kkt(Z, P, r, lam, *no_bounds(K, C))
+    assert 0 < np.count_nonzero(r.coef) < K * C  # true zeros, but not all
+
+
+@pytest.mark.parametrize("name", SOLVERS)
+def test_bounded_optimum_satisfies_kkt_and_bounds(name):
+    Z, P = problem(seed=3)
+    K, C = P.shape[1], Z.shape[1]
+    lam = 0.01
+    free = S.solve("cd", Z, P, lam, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K))
+    lo, hi = some_bounds(free.coef)
+    r = S.solve(name, Z, P, lam, lo, hi, np.zeros((K, C)), np.zeros(K), tol=TOL[name])
+    assert np.all(r.coef >= lo) and np.all(r.coef <= hi)  # exact, no tolerance
+    assert np.any(r.coef == hi) and np.any(r.coef == lo)  # some bounds are active
+    assert_kkt(Z, P, r, lam, lo, hi)
+
+
+def test_solvers_agree_on_objective():
+    Z, P = problem(seed=5)
+    K, C = P.shape[1], Z.shape[1]
+    lam = np.array([0.02, 0.005, 0.01])
+    F = {
+        n: S.objective(Z, P, *(lambda r: (r.coef, r.intercept))(
+            S.solve(n, Z, P, lam, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K), tol=TOL[n] / 10)), lam)
+        for n in SOLVERS
+    }
+    for n in SOLVERS:
+        np.testing.assert_allclose(F[n], F["cd"], atol=1e-9)
+
+
+def test_warm_start_reaches_cold_optimum():
+    Z, P = problem(seed=7)
+    K, C = P.shape[1], Z.shape[1]
+    cold = S.solve_cd(Z, P, 0.01, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K), tol=1e-10)
+    warm_from = S.solve_cd(Z, P, 0.03, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K))
+    warm = S.solve_cd(Z, P, 0.01, *no_bounds(K, C), warm_from.coef, warm_from.intercept, tol=1e-10)
+    np.testing.assert_allclose(warm.coef, cold.coef, atol=1e-7)
+    np.testing.assert_array_equal(warm.coef == 0, cold.coef == 0)
+
+
+def test_lambda_max_gives_all_zero():
+    Z, P = problem()
+    K, C = P.shape[1], Z.shape[1]
+    lmax = S.lambda_max(Z, P)
+    r = S.solve_cd(Z, P, lmax * 1.001, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K))
+    assert not r.coef.any()
+    r = S.solve_cd(Z, P, lmax * 0.95, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K))
+    assert np.all(np.count_nonzero(r.coef, axis=1) >= 1)
+
+
+def test_kkt_violation_cases():
+    lam = np.array([1.0])
+    lo, hi = np.array([[-np.inf, -np.inf, 0.5, -np.inf]]), np.array([[np.inf, np.inf, np.inf, 0.0]])
+    W = np.array([[2.0, 0.0, 0.5, 0.0]])
+    G = np.array([[-1.0, 0.7, 3.0, -5.0]])  # optimal: free(-lam), |g|<=lam, at lo pushing up, at hi=0 pulling up
+    np.testing.assert_allclose(S.kkt_violation(W, G, lam, lo, hi), 0)
+    G2 = np.array([[-0.5, 1.5, -3.0, 5.0]])
+    np.testing.assert_allclose(S.kkt_violation(W, G2, lam, lo, hi), [[0.5, 0.5, 2.0, 4.0]])
+
+
+def test_hard_labels_match_sklearn_l1_logistic():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    Z, P = problem(n=250, C=15, K=1, seed=11)
+    y = (P[:, 0] > 0.5).astype(int)
+    Ph = np.where(y[:, None] == 1, expit(40.0), expit(-40.0))  # hard labels through finite logits
+    lam = 0.02
+    r = S.solve_cd(Z, Ph, lam, *no_bounds(1, 15), np.zeros((1, 15)), np.zeros(1), tol=1e-11)
+    # sklearn minimises C * sum(loss) + ||w||_1, i.e. our objective times n * C with C = 1/(lam n)
+    clf = sklearn.LogisticRegression(l1_ratio=1.0, C=1 / (lam * len(y)), solver="saga", tol=1e-12,
+                                     max_iter=100000).fit(Z, y)
+    np.testing.assert_allclose(r.coef[0], clf.coef_[0], atol=1e-4)
+    np.testing.assert_allclose(r.intercept[0], clf.intercept_[0], atol=1e-4)
+
+
+def test_adam_paper_is_not_sparse_nor_optimal():
+    Z, P = problem()
+    K, C = P.shape[1], Z.shape[1]
+    a = S.solve("adam-paper", Z, P, 0.01, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K), epochs=5,
+                batch_size=128)
+    e = S.solve_cd(Z, P, 0.01, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K))
+    assert np.count_nonzero(a.coef) > np.count_nonzero(e.coef)
+    assert np.all(S.objective(Z, P, a.coef, a.intercept, 0.01) > S.objective(Z, P, e.coef, e.intercept, 0.01))
