@@ -88,9 +88,15 @@ def test_tune_undo_revert_and_replay(workspace, tmp_path):
     prov = s.provenance()
     assert len(prov["steps"]) == steps0 + 1 and prov["head"] == step["state_id"]
 
+    # a vote against an earlier one is refused (undo that step instead); nothing is recorded
+    with pytest.raises(TuningError, match="uptuned before"):
+        s.tune([{"class": k, "concept": up["concept_idx"], "direction": "down"}])
+    assert s.provenance()["head"] == step["state_id"]
     # a second step keeps the first step's bounds
-    s.tune([{"class": k, "concept": up["concept_idx"], "direction": "down"}])
-    assert s.student.coef_[k, down["concept_idx"]] <= coef1[k, down["concept_idx"]] + 1e-12
+    third = next(c for c in concepts if c["concept_idx"] not in (up["concept_idx"], down["concept_idx"]))
+    s.tune([{"class": k, "concept": third["concept_idx"], "direction": "down"}])
+    assert s.student.coef_[k, down["concept_idx"]] <= s.history[(k, down["concept_idx"])][1] + 1e-12
+    assert s.student.coef_[k, up["concept_idx"]] >= s.history[(k, up["concept_idx"])][0] - 1e-12
 
     s.undo()
     np.testing.assert_allclose(s.student.coef_, coef1)

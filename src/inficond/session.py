@@ -32,8 +32,10 @@ from inficond.analysis import (
 )
 from inficond.exceptions import TuningError, UnknownNameError, WorkspaceError
 from inficond.store.workspace import Workspace
-from inficond.students import ConceptStudent, Instruction, ProvenanceLog, export_student, lambda_for_sparsity
-from inficond.students.tuning import bound_values, tune_class
+from inficond.students import ConceptStudent, Instruction, ProvenanceLog, apply_tuning, export_student, lambda_for_sparsity
+from inficond.students.tuning import reference_influence
+
+TUNE_FACTOR = 0.5  # see inficond.students.tuning: a vote moves a weight by half a typical top influence
 
 METRICS = ("ap", "precision", "recall", "f1", "accuracy")
 _PATCH_ID = re.compile(r"^(\d+)-(\d+)$")
@@ -95,15 +97,20 @@ class Session:
         return np.array([bool(r[0]) for r in self.ws.db.execute("SELECT excluded FROM classes ORDER BY idx")])
 
     # -- student state ---------------------------------------------------------------
-    def distill(self, lam: float | None = None, max_concepts: int | None = None, solver: str = "fista") -> dict:
-        """Fit every class's student on the train split and make it the provenance root's child."""
+    def distill(self, lam: float | None = None, max_concepts: int | None = None, solver: str = "cd") -> dict:
+        """Fit every class's student on the train split and record it as a new provenance root.
+
+        ``lam`` fixes the L1 strength; otherwise each class gets the lam that keeps at most
+        ``max_concepts`` (default 30) non-zero concepts, from a warm-started regularisation path.
+        """
         train = self.rows("train")
         with self._lock:
             t0 = time.perf_counter()
             if lam is None:
                 lam = lambda_for_sparsity(self.X[train], self.T[train], max_concepts=max_concepts or 30)
             student = ConceptStudent(lam=lam, solver=solver).fit(self.X[train], self.T[train])
-            state = self.log.record_distill(student, {"lam": float(lam), "solver": solver, "max_concepts": max_concepts})
+            lam_list = np.atleast_1d(np.asarray(lam, dtype=float)).tolist()
+            state = self.log.record_distill(student, {"lam": lam_list, "solver": solver, "max_concepts": max_concepts})
             self._cache.clear()
             secs = time.perf_counter() - t0
         out = self.summary()["student"]
@@ -180,11 +187,10 @@ class Session:
         if self.log.head() is not None:
             perf = self.performance("val")
             s = self.student
-            params = self.log.state_params(self.log.head()) if hasattr(self.log, "state_params") else {}
             out["student"] = {
                 "state_id": self.log.head(),
-                "lam": float(getattr(s, "lam", params.get("lam", float("nan")))),
-                "solver": getattr(s, "solver", params.get("solver")),
+                "lam": np.atleast_1d(np.asarray(s.lam_, dtype=float)).tolist(),
+                "solver": s.solver,
                 "teacher_map": perf["teacher_map"],
                 "student_map": perf["student_map"],
                 "test_student_map": self.performance("test")["student_map"],
@@ -387,12 +393,14 @@ class Session:
             before = {s: self._class_metrics(k, s) for s in ("val", "test")}
             t0 = time.perf_counter()
             student = self.student
-            new_student, history = tune_class(student, self.X[train], self.T[train], k, parsed, self.history)
+            new_student, history = apply_tuning(student, self.X[train], self.T[train], parsed, self.history,
+                                                factor=TUNE_FACTOR)
             ms = (time.perf_counter() - t0) * 1000
             self._cache.clear()
             self._cache.update(head="pending", student=new_student, history=history)
             after = {s: self._class_metrics(k, s) for s in ("val", "test")}
-            state = self.log.record_step(parent, new_student, parsed, history, before, after, ms)
+            state = self.log.record_step(parent, new_student, parsed, history, before, after, ms,
+                                         step_params={"factor": TUNE_FACTOR})
             self._cache["head"] = state
             for key in [key for key in self._cache if isinstance(key, tuple)]:
                 del self._cache[key]
@@ -412,7 +420,7 @@ class Session:
     def provenance(self) -> dict:
         self._require_student()
         head = self.log.head()
-        on_path = {s["state_id"] for s in self.log.steps()}
+        on_path = {s["id"] for s in self.log.steps()}
         words, names = self.ws.concept_words, self.ws.class_names
         steps = []
         for s in self.log.all_states():
@@ -424,7 +432,7 @@ class Session:
             mb, ma = s.get("metrics_before") or {}, s.get("metrics_after") or {}
             steps.append(
                 {
-                    "state_id": s["state_id"],
+                    "state_id": s["id"],
                     "parent_id": s["parent_id"],
                     "kind": s["kind"],
                     "created_at": s["created_at"],
@@ -433,7 +441,7 @@ class Session:
                     "val": {"before": mb.get("val"), "after": ma.get("val")},
                     "test": {"before": mb.get("test"), "after": ma.get("test")},
                     "duration_ms": s.get("duration_ms"),
-                    "on_head_path": s["state_id"] in on_path,
+                    "on_head_path": s["id"] in on_path,
                 }
             )
         path_steps = [s for s in steps if s["on_head_path"] and s["kind"] == "tune"]
@@ -469,7 +477,8 @@ class Session:
             d["concept_idx"] for b in ("influence", "discrepancy_p", "discrepancy_n")
             for d in rank_concepts(coef, dp, dn, by=b, k=min(candidates, coef.size))
         ]).astype(int)
-        up, down = bound_values(coef, cand)
+        step = TUNE_FACTOR * np.maximum(np.abs(coef[cand]), reference_influence(coef))
+        up, down = coef[cand] + step, coef[cand] - step
         rows = self.rows("val")
         moves = suggest_moves(self._Z("val"), coef, float(s.intercept_[ki]), self.Y[rows, ki], cand, up, down, k=int(k))
         words = self.ws.concept_words
