@@ -117,3 +117,22 @@ def test_bad_step_params_and_parent(session, data):
         log.record_step(root, st, [Instruction(0, 0, "up")], {}, step_params={"lr": 1})
     with pytest.raises(TuningError, match="no student state"):
         log.record_step(42, st, [Instruction(0, 0, "up")], {})
+
+
+def test_replay_from_workspace_arrays(session, data):
+    X, T = data
+    ws, log, st, root = session
+    n = X.shape[0]
+    # a workspace whose train split is exactly (X, T), plus a few val images that must be ignored
+    Xall = np.vstack([X, np.zeros((5, X.shape[1]), np.float32)])
+    Tall = np.vstack([T, np.zeros((5, T.shape[1]), np.float32)])
+    with ws.transaction() as db:
+        db.executemany(
+            "INSERT INTO images(idx, image_id, path, split, labels, status) VALUES (?, ?, ?, ?, ?, 'done')",
+            [(i, f"im{i}", f"im{i}.jpg", "train" if i < n else "val", "000") for i in range(n + 5)],
+        )
+    ws.save_array("concept_vectors", Xall.astype(np.float32))
+    ws.save_array("teacher_logits", Tall.astype(np.float32))
+    s1, h1, a = step(log, st, {}, root, [Instruction(2, 4, "down")], X, T)
+    replayed = log.replay(inputs=ws)
+    np.testing.assert_allclose(replayed.coef_, s1.coef_, atol=1e-12, rtol=0)

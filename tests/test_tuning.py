@@ -109,3 +109,17 @@ def test_bad_class_and_empty(setup):
         tune_class(st, X, T, 7, [Instruction(7, 0, "up")])
     with pytest.raises(TuningError, match="no tuning instructions"):
         tune_class(st, X, T, K_, [])
+
+
+def test_tuning_a_student_widened_with_new_concepts(setup):
+    """A student padded with zero influences for concepts added later can still be tuned."""
+    X, T, st = setup
+    import copy
+
+    wide = copy.deepcopy(st)
+    X2 = np.hstack([X, X[:, :2] * 0.5])
+    wide.coef_ = np.hstack([st.coef_, np.zeros((3, 2))])
+    wide.mean_ = np.concatenate([st.mean_, X2[:, 50:].mean(0)])
+    wide.scale_ = np.concatenate([st.scale_, X2[:, 50:].std(0)])
+    new, h = apply_tuning(wide, X2, T, [Instruction(K_, 51, "up")], {})
+    assert new.lower_.shape == (3, 52) and new.coef_[K_, 51] >= h[(K_, 51)][0] > 0

@@ -226,12 +226,26 @@ class ConceptStudent:
         Z = self.transform(X)
         T = _check_logits(teacher_logits, Z.shape[0], self.coef_.shape[0])
         _, G, _, _ = _solvers.smooth_loss_grad(Z, expit(T), self.coef_, self.intercept_)
+        self._pad_bounds()
         return _solvers.kkt_violation(self.coef_, G, self.lam_[:, None], self.lower_, self.upper_)
+
+    def _pad_bounds(self):
+        """Make ``lower_``/``upper_`` match ``coef_`` (no bounds for concepts added after the fit)."""
+        K, C = self.coef_.shape
+        for name, fill in (("lower_", -np.inf), ("upper_", np.inf)):
+            b = getattr(self, name, None)
+            if b is None or b.shape != (K, C):
+                new = np.full((K, C), fill)
+                if b is not None and b.ndim == 2:
+                    k, c = min(K, b.shape[0]), min(C, b.shape[1])
+                    new[:k, :c] = b[:k, :c]
+                setattr(self, name, new)
 
     def with_class_weights(self, class_idx, coef_row, intercept, lower_row=None, upper_row=None):
         """A copy with class ``class_idx``'s weights (and optionally bounds) replaced."""
         self._check_fitted()
         new = copy.deepcopy(self)
+        new._pad_bounds()
         new.coef_[class_idx] = coef_row
         new.intercept_[class_idx] = intercept
         if lower_row is not None:
