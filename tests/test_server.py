@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -14,7 +15,7 @@ from inficond.server.app import resolve_token
 from inficond.session import Session
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = REPO / "workspaces" / "small"
+SMALL = Path(os.environ.get("INFICOND_TEST_WORKSPACE", REPO / "workspaces" / "small"))
 
 
 @pytest.fixture(scope="session")

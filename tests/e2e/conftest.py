@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = REPO / "workspaces" / "small"
+SMALL = Path(os.environ.get("INFICOND_TEST_WORKSPACE", REPO / "workspaces" / "small"))
 STATIC = REPO / "src" / "inficond" / "server" / "static"
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -68,8 +70,8 @@ def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
     rows.nth(1).locator("[data-testid=vote-down]").click()
     blocks = page.locator("[data-testid=vote-block]")
     expect(blocks).to_have_count(2)
-    expect(blocks.nth(0)).to_have_class("block up")
-    expect(blocks.nth(1)).to_have_class("block down")
+    expect(blocks.nth(0)).to_have_class(re.compile(r"\bup\b"))
+    expect(blocks.nth(1)).to_have_class(re.compile(r"\bdown\b"))
 
     steps = page.locator("[data-testid=prov-step]")
     n_steps = steps.count()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ClassRef = Union[int, str]
 ConceptRef = Union[int, str]
@@ -50,7 +50,7 @@ class CorpusSummary(Out):
 
 class StudentSummary(Out):
     state_id: Optional[Union[int, str]] = None
-    lam: Optional[float] = None
+    lam: Optional[Union[float, list[float]]] = Field(None, description="L1 strength (one per class or shared)")
     solver: Optional[str] = None
     teacher_map: Optional[float] = None
     student_map: Optional[float] = None
@@ -74,13 +74,25 @@ class Scores(Out):
     accuracy: Optional[float] = None
 
 
+ALIGNMENT_KEYS = ("both_correct", "only_teacher_correct", "both_wrong", "only_student_correct")
+
+
 class Alignment(Out):
-    both_correct: int = 0
-    only_teacher_correct: int = 0
-    both_wrong: int = 0
-    only_student_correct: int = 0
+    """One subset (positives or negatives) split by which model predicts it correctly."""
+
     n: int = 0
-    share: float = 0.0
+    share: float = Field(0.0, description="the subset's fraction of all images")
+    empty: bool = False
+    counts: dict[str, int] = Field(description=f"images per group: {', '.join(ALIGNMENT_KEYS)}")
+    rates: dict[str, float] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_counts(cls, data):
+        # accept the flat form {both_correct: .., ..., n, share} as well as {counts: {...}}
+        if isinstance(data, dict) and "counts" not in data:
+            data = {**data, "counts": {k: int(data.get(k, 0)) for k in ALIGNMENT_KEYS}}
+        return data
 
 
 class AlignmentPair(Out):

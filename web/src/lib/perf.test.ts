@@ -3,7 +3,7 @@ import { alignmentSegments, diverges, sortClasses, stepDelta, subsetSizes, weake
 import type { Alignment, ClassPerformance, Step } from "./types";
 
 const al = (bc: number, otc: number, bw: number, osc: number): Alignment => ({
-  both_correct: bc, only_teacher_correct: otc, both_wrong: bw, only_student_correct: osc,
+  counts: { both_correct: bc, only_teacher_correct: otc, both_wrong: bw, only_student_correct: osc },
   n: bc + otc + bw + osc, share: 0,
 });
 

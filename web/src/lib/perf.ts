@@ -1,6 +1,6 @@
 // Student performance view logic: sorting classes and the alignment stacked-bar segments.
 
-import type { Alignment, ClassPerformance, Step } from "./types";
+import type { Alignment, AlignmentGroup, ClassPerformance, Step } from "./types";
 
 export type ClassSortKey = "gap" | "ap" | "recall" | "precision" | "f1";
 
@@ -44,7 +44,7 @@ export function weakestClass(classes: ClassPerformance[]): ClassPerformance | nu
   return s[0] ?? null;
 }
 
-export type SegmentKind = "both_correct" | "only_teacher_correct" | "both_wrong" | "only_student_correct";
+export type SegmentKind = AlignmentGroup;
 
 export interface Segment {
   kind: SegmentKind;
@@ -71,12 +71,12 @@ export const SEGMENT_LABELS: Record<SegmentKind, string> = {
  * wrong (shaded orange). Fractions are of the subset's total; an empty subset gives no segments.
  */
 export function alignmentSegments(a: Alignment): Segment[] {
-  const total = SEGMENT_ORDER.reduce((s, k) => s + (a[k] ?? 0), 0);
+  const total = SEGMENT_ORDER.reduce((s, k) => s + (a.counts[k] ?? 0), 0);
   if (total <= 0) return [];
   const out: Segment[] = [];
   let x = 0;
   for (const kind of SEGMENT_ORDER) {
-    const count = a[kind] ?? 0;
+    const count = a.counts[kind] ?? 0;
     if (count <= 0) continue;
     const w = count / total;
     out.push({ kind, count, x0: x, x1: Math.min(1, x + w), label: SEGMENT_LABELS[kind] });

@@ -10,7 +10,7 @@ export interface DatasetSummary {
 }
 export interface CorpusSummary { n_concepts: number; sources: Record<string, number> }
 export interface StudentSummary {
-  state_id: number | string | null; lam: number | null; solver: string | null;
+  state_id: number | string | null; lam: number | number[] | null; solver: string | null;
   teacher_map: number | null; student_map: number | null; mean_nonzero: number | null;
   test_student_map?: number | null;
 }
@@ -23,9 +23,10 @@ export interface Scores {
   ap: number | null; precision: number | null; recall: number | null;
   f1: number | null; accuracy?: number | null;
 }
+export type AlignmentGroup = "both_correct" | "only_teacher_correct" | "both_wrong" | "only_student_correct";
 export interface Alignment {
-  both_correct: number; only_teacher_correct: number; both_wrong: number;
-  only_student_correct: number; n: number; share: number;
+  n: number; share: number; empty?: boolean;
+  counts: Record<AlignmentGroup, number>; rates?: Partial<Record<AlignmentGroup, number>>;
 }
 export interface ClassPerformance {
   class_idx: number; name: string; excluded: boolean; reason: string | null; n_pos: number;
