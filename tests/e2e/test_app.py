@@ -64,12 +64,24 @@ def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
     page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
     save(page, screenshots, "1440x900-before")
 
-    # vote one concept up and another down
+    # a row's vote buttons toggle: up, then up again withdraws it
     rows = page.locator("[data-testid=concept-row]")
-    rows.nth(0).locator("[data-testid=vote-up]").click()
-    rows.nth(1).locator("[data-testid=vote-down]").click()
     blocks = page.locator("[data-testid=vote-block]")
+    rows.nth(0).locator("[data-testid=vote-up]").click()
+    expect(blocks).to_have_count(1)
+    rows.nth(0).locator("[data-testid=vote-up]").click()
+    expect(blocks).to_have_count(0)
+
+    # vote one concept up and another down: the engine's best up and down suggestions
+    # (a click on a suggestion adds it as a pending vote; nothing is applied yet)
+    sugg = session.suggest(k, k=5)
+    up = next(x for x in sugg if x["direction"] == "up")
+    down = next(x for x in sugg if x["direction"] == "down")
+    chips = page.locator("[data-testid=suggestions] button")
+    chips.filter(has_text=up["word"]).first.click()
+    chips.filter(has_text=down["word"]).first.click()
     expect(blocks).to_have_count(2)
+    assert session.provenance()["head"] == session.provenance()["steps"][-1]["state_id"]
     expect(blocks.nth(0)).to_have_class(re.compile(r"\bup\b"))
     expect(blocks.nth(1)).to_have_class(re.compile(r"\bdown\b"))
 
@@ -81,6 +93,7 @@ def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
     page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
 
     engine_ap = session.performance("val")["classes"][k]["student"]["ap"]
+    assert engine_ap != pytest.approx(before, abs=1e-9), "tuning did not change the student's AP"
     head = session.provenance()["head"]
     expect(page.locator(f'[data-testid=prov-step][data-state-id="{head}"]')).to_contain_text("current")
     page.wait_for_function(
