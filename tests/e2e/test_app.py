@@ -92,6 +92,7 @@ def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
     expect(blocks).to_have_count(0)
     page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
 
+    save(page, screenshots, "1440x900-tuned")
     engine_ap = session.performance("val")["classes"][k]["student"]["ap"]
     assert engine_ap != pytest.approx(before, abs=1e-9), "tuning did not change the student's AP"
     head = session.provenance()["head"]
@@ -101,7 +102,6 @@ def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
                          return e && Math.abs(parseFloat(e.dataset.value) - v) < 1e-9; }""",
         arg=[k, engine_ap])
     assert shown_student_ap(page, k) == pytest.approx(engine_ap, abs=1e-12)
-    save(page, screenshots, "1440x900-tuned")
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.wait_for_timeout(300)
     save(page, screenshots, "1920x1080")
@@ -146,3 +146,18 @@ def test_export_links_download(page: Page, live_server):
     with page.expect_download() as dl:
         link.click()
     assert dl.value.suggested_filename.endswith(".onnx")
+
+
+def test_token_from_the_url_is_used_for_every_request(page: Page, built_front_end, e2e_workspace):
+    from inficond.session import Session
+
+    from .conftest import LiveServer
+
+    with LiveServer(Session(e2e_workspace), token="t0ken-xyz") as srv:
+        page.goto(srv.url)
+        expect(page.locator("[data-testid=view-performance] [role=alert]")).to_contain_text("token")
+        page.goto(srv.url + "?token=t0ken-xyz")
+        expect(page.locator("[data-testid=class-row]").first).to_be_visible()
+        expect(page.locator("[data-testid=concept-row] img").first).to_have_js_property("complete", True)
+        natural = page.locator("[data-testid=concept-row] img").first.evaluate("e => e.naturalWidth")
+        assert natural > 0
