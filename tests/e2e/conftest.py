@@ -88,6 +88,17 @@ def live_server(built_front_end, e2e_workspace):
         yield srv
 
 
+@pytest.fixture
+def fresh_server(built_front_end, e2e_workspace, tmp_path):
+    """A live server on a private copy of the workspace, for a test that tunes."""
+    from inficond.session import Session
+
+    dst = tmp_path / "ws"
+    shutil.copytree(e2e_workspace, dst)
+    with LiveServer(Session(dst)) as srv:
+        yield srv
+
+
 @pytest.fixture(scope="session")
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,8 @@ def save(page: Page, screenshots, tag: str) -> None:
         page.locator(f"[data-testid=view-{v}]").screenshot(path=str(screenshots / f"{v}-{tag}.png"))
 
 
-def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
+def test_tune_weakest_class_then_undo(page: Page, fresh_server, screenshots):
+    live_server = fresh_server
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     session = live_server.session
@@ -62,7 +63,7 @@ def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
     expect(page.locator("[data-testid=detail-charts] svg")).to_have_count(4)
     expect(page.locator("[data-testid=detail-gallery] img").first).to_be_visible()
     page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
-    save(page, screenshots, "1440x900-before")
+    save(page, screenshots, "1440x900-selected")
 
     # a row's vote buttons toggle: up, then up again withdraws it
     rows = page.locator("[data-testid=concept-row]")
@@ -102,9 +103,6 @@ def test_tune_weakest_class_then_undo(page: Page, live_server, screenshots):
                          return e && Math.abs(parseFloat(e.dataset.value) - v) < 1e-9; }""",
         arg=[k, engine_ap])
     assert shown_student_ap(page, k) == pytest.approx(engine_ap, abs=1e-12)
-    page.set_viewport_size({"width": 1920, "height": 1080})
-    page.wait_for_timeout(300)
-    save(page, screenshots, "1920x1080")
 
     # undo restores the previous student
     page.locator("[data-testid=undo]").click()
@@ -161,3 +159,22 @@ def test_token_from_the_url_is_used_for_every_request(page: Page, built_front_en
         expect(page.locator("[data-testid=concept-row] img").first).to_have_js_property("complete", True)
         natural = page.locator("[data-testid=concept-row] img").first.evaluate("e => e.naturalWidth")
         assert natural > 0
+
+
+@pytest.mark.parametrize("width, height", SIZES)
+def test_screenshots_of_each_view(page: Page, live_server, screenshots, width, height):
+    """Every panel has content at both sizes; the PNGs are for a human to look at."""
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(live_server.url)
+    wait_all_views(page)
+    page.locator("[data-testid=concept-open]").first.click()
+    expect(page.locator("[data-testid=detail-charts] svg")).to_have_count(4)
+    page.locator("[data-testid=concept-row]").nth(0).locator("[data-testid=vote-up]").click()
+    page.locator("[data-testid=concept-row]").nth(1).locator("[data-testid=vote-down]").click()
+    page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+    page.wait_for_function("() => [...document.images].every(i => i.complete)")
+    for v in VIEWS:
+        box = page.locator(f"[data-testid=view-{v}]").bounding_box()
+        assert box and box["width"] > 250 and box["height"] > 150, (v, box)
+        assert box["x"] + box["width"] <= width + 1 and box["y"] + box["height"] <= height + 1, (v, box)
+    save(page, screenshots, f"{width}x{height}")
