@@ -326,8 +326,8 @@ def _check_classes(classes, K) -> np.ndarray:
 # -- choosing lambda -------------------------------------------------------------------------
 
 
-def lambda_for_sparsity(X, teacher_logits, max_concepts=30, per_class=True, n_grid=30, ratio=1e-3,
-                        n_bisect=8, tol=1e-8, path_tol=1e-6, n_threads=1):
+def lambda_for_sparsity(X, teacher_logits, max_concepts=30, per_class=True, n_grid=15, ratio=1e-3,
+                        n_bisect=8, tol=1e-8, path_tol=1e-8, n_threads=1):
     """The L1 strength that gives each student at most ``max_concepts`` concepts.
 
     Follows a warm-started regularisation path: ``lam_max`` (the smallest lam for which all
@@ -335,7 +335,7 @@ def lambda_for_sparsity(X, teacher_logits, max_concepts=30, per_class=True, n_gr
     grid of ``n_grid`` values to ``ratio * lam_max``; then ``n_bisect`` geometric bisection
     steps between the last lam that satisfied the limit and the first that broke it. The
     result is the smallest lam found with ``n_nonzero <= max_concepts``, i.e. as many
-    concepts as allowed (ties broken towards the larger lam).
+    concepts as allowed (a class stops as soon as it has exactly ``max_concepts``).
 
     Parameters
     ----------
@@ -346,10 +346,10 @@ def lambda_for_sparsity(X, teacher_logits, max_concepts=30, per_class=True, n_gr
         True: one lam per class, shape (n_classes,). False: one shared float, the largest of
         the per-class values, so that every class keeps at most ``max_concepts``.
     n_grid, ratio, n_bisect : path settings.
-    tol, path_tol : float, default 1e-8 and 1e-6
-        KKT tolerances of the bisection fits and of the (coarser) grid fits. Near the chosen
-        lam a weight sits right at the L1 threshold, so the bisection must be solved as
-        accurately as the final fit (the estimator's default tol) to give the same count.
+    tol, path_tol : float, default 1e-8
+        KKT tolerances of the bisection fits and of the grid fits. Near the chosen lam a
+        weight sits right at the L1 threshold, so these fits must be as accurate as the final
+        fit (the estimator's default tol) to give the same count.
 
     Returns
     -------
@@ -368,32 +368,34 @@ def lambda_for_sparsity(X, teacher_logits, max_concepts=30, per_class=True, n_gr
     W = np.zeros((K, C))
     B = _solvers._intercept_at_zero(P)
     good = lmax.copy()  # lam known to satisfy the limit
-    bad = np.zeros(K)  # lam known to break it (0 = none found)
-    state_good = (W.copy(), B.copy())
+    bad = np.zeros(K)  # lam known to break it (0 = none found yet)
+    done = np.zeros(K, dtype=bool)  # exactly max_concepts reached: nothing to refine
 
     with _blas_threads(n_threads):
         # the path: all classes together, each on its own grid relative to its lam_max
         for j in range(1, n_grid + 1):
-            todo = bad == 0
-            if not todo.any():
+            ks = np.flatnonzero((bad == 0) & ~done)
+            if not ks.size:
                 break
             lam = lmax * ratio ** (j / n_grid)
-            ks = np.flatnonzero(todo)
             r = _solvers.solve_cd(Z, P[:, ks], lam[ks], lo[ks], hi[ks], W[ks], B[ks], tol=path_tol)
             nnz = np.count_nonzero(r.coef, axis=1)
             ok = nnz <= max_concepts
             W[ks[ok]], B[ks[ok]] = r.coef[ok], r.intercept[ok]
             good[ks[ok]] = lam[ks[ok]]
             bad[ks[~ok]] = lam[ks[~ok]]
-        state_good = (W.copy(), B.copy())
-        # bisection (geometric) between good and bad for the classes that broke the limit
+            done[ks[nnz == max_concepts]] = True
+        # geometric bisection between good and bad for the classes that broke the limit
         ks = np.flatnonzero(bad > 0)
-        Wg, Bg = state_good
-        for _ in range(n_bisect if ks.size else 0):
+        for _ in range(n_bisect):
+            if not ks.size:
+                break
             mid = np.sqrt(good[ks] * bad[ks])
-            r = _solvers.solve_cd(Z, P[:, ks], mid, lo[ks], hi[ks], Wg[ks], Bg[ks], tol=tol)
-            ok = np.count_nonzero(r.coef, axis=1) <= max_concepts
+            r = _solvers.solve_cd(Z, P[:, ks], mid, lo[ks], hi[ks], W[ks], B[ks], tol=tol)
+            nnz = np.count_nonzero(r.coef, axis=1)
+            ok = nnz <= max_concepts
             good[ks[ok]] = mid[ok]
-            Wg[ks[ok]], Bg[ks[ok]] = r.coef[ok], r.intercept[ok]
+            W[ks[ok]], B[ks[ok]] = r.coef[ok], r.intercept[ok]
             bad[ks[~ok]] = mid[~ok]
+            ks = ks[nnz != max_concepts]  # an exact hit needs no more refinement
     return good if per_class else float(good.max())
