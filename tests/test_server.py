@@ -311,6 +311,11 @@ def test_openapi_schema_has_typed_models(client):
     assert {"TuneRequest", "TuneResult", "Performance", "ClassConcepts", "Provenance", "Problem"} <= set(comps)
 
 
+def test_create_app_accepts_a_workspace_path(server_base_workspace):
+    client = TestClient(create_app(server_base_workspace))
+    assert client.get("/api/summary").status_code == 200
+
+
 def test_front_end_is_served(client):
     r = client.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]

@@ -33,14 +33,19 @@ def create_app(session: Any, token: Optional[str] = None, *,
 
     Parameters
     ----------
-    session : Session
-        The engine of one workspace. Every call to it goes through one lock.
+    session : Session, str or Path
+        The engine of one workspace (or the workspace folder, opened here). Every call to it
+        goes through one lock.
     token : str, optional
         When set, every ``/api`` request must carry it (``X-Inficond-Token`` header,
         ``Authorization: Bearer``, or ``?token=``).
     static_dir : Path, optional
         The built front end; defaults to the ``static`` folder shipped in the package.
     """
+    if isinstance(session, (str, Path)):
+        from inficond.session import Session
+
+        session = Session(session)
     app = FastAPI(
         title="InFiConD",
         version="0.1.0",
