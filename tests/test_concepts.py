@@ -116,7 +116,7 @@ def test_map_concepts_matches_naive_loop(dtype):
     text = rng.normal(size=(C, D)).astype(np.float32)
     text /= np.linalg.norm(text, axis=1, keepdims=True)
     want_v, want_a = naive_map(reg, counts, text)
-    for chunk in (1, 3 * R * C * 4, 1 << 26):  # one image, three images, everything per chunk
+    for chunk in (1, 3 * R * D * 4, 1 << 26):  # one image, three images, everything per chunk
         v, a = map_concepts(reg, counts, text, chunk_bytes=chunk)
         assert v.dtype == np.float32 and a.dtype == np.int16 and v.shape == a.shape == (n, C)
         np.testing.assert_allclose(v, want_v, atol=1e-5)

@@ -30,7 +30,7 @@ def map_concepts(regions: np.ndarray, counts: np.ndarray, text: np.ndarray,
     text : ndarray (C, D)
         Unit concept embeddings.
     chunk_bytes : int
-        Upper bound on the similarity block held at once.
+        Upper bound on the float32 region block and on the similarity block held at once.
 
     Returns
     -------
@@ -55,7 +55,8 @@ def map_concepts(regions: np.ndarray, counts: np.ndarray, text: np.ndarray,
     argmax = np.zeros((n, C), np.int16)
     if n == 0 or C == 0 or R == 0:
         return vectors, argmax
-    step = max(1, int(chunk_bytes // max(1, R * C * 4)))
+    # Both the float32 copy of the region block and its similarity block stay under chunk_bytes.
+    step = max(1, int(chunk_bytes // max(1, R * max(C, D) * 4)))
     tT = text.T
     r_idx = np.arange(R)
     for s in range(0, n, step):
