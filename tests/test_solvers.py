@@ -147,3 +147,14 @@ def test_adam_paper_is_not_sparse_nor_optimal():
     e = S.solve_cd(Z, P, 0.01, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K))
     assert np.count_nonzero(a.coef) > np.count_nonzero(e.coef)
     assert np.all(S.objective(Z, P, a.coef, a.intercept, 0.01) > S.objective(Z, P, e.coef, e.intercept, 0.01))
+
+
+def test_cd_hands_dense_classes_to_lbfgsb_and_still_converges():
+    Z, P = problem(seed=9)
+    K, C = P.shape[1], Z.shape[1]
+    lam = np.array([0.001, 0.05, 0.002])  # classes 0 and 2 dense, 1 sparse
+    ref = S.solve_cd(Z, P, lam, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K), tol=1e-9)
+    small = S.solve_cd(Z, P, lam, *no_bounds(K, C), np.zeros((K, C)), np.zeros(K), tol=1e-8, max_ws=15)
+    assert small.kkt.max() <= 1e-8
+    np.testing.assert_allclose(S.objective(Z, P, small.coef, small.intercept, lam),
+                               S.objective(Z, P, ref.coef, ref.intercept, lam), atol=1e-10)

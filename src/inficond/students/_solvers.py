@@ -19,8 +19,10 @@ Solvers
 -------
 ``cd``       proximal Newton with a working set; the quadratic sub-problem is solved by cyclic
              coordinate descent whose one-dimensional steps are exact (soft-threshold, then clip
-             to the bounds). Default: it is the fastest to 1e-8 KKT accuracy (see
-             ``benchmarks/bench_distill.py``).
+             to the bounds), then polished by a Newton solve on its sign pattern. Default: the
+             fastest to 1e-8 KKT accuracy for sparse students (see
+             ``benchmarks/bench_distill.py``); classes with over 200 concepts in the working set
+             are handed to L-BFGS-B.
 ``fista``    accelerated proximal gradient, per-class backtracking and adaptive restart.
 ``lbfgsb``   scipy's L-BFGS-B on split weights ``w = p - q`` (p, q >= 0, bounds native).
 ``adam-paper`` the original recipe (torch Adam, lr 0.2, batch 2,084, 10 epochs, L1 1e-4).
@@ -193,7 +195,8 @@ def _newton_polish(H, g, w0, lam, lo, hi, x):
     return np.where(ok[:, None], xn, x) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
-def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20, sweeps=30, verbose=False):
+def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20, sweeps=30, max_ws=200,
+             verbose=False):
     """Proximal Newton with working sets; sub-problems by coordinate descent.
 
     Each outer iteration: one gradient for all classes (two matrix products), KKT check, then
@@ -201,6 +204,9 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
     bound, and the ``max(grow, nnz)`` worst KKT violators), a Newton model restricted to it,
     coordinate descent on that model, and a backtracking line search on the true objective.
     Converged classes drop out; the loop ends when every class has ``max KKT <= tol``.
+    A class whose working set grows beyond ``max_ws`` concepts (a dense student, small lam)
+    is finished by :func:`solve_lbfgsb` from the current point: there the Newton model's
+    ``n * m^2`` cost loses to quasi-Newton steps (measured: lam 5e-4, ~220 concepts/class).
     """
     n, C = Z.shape
     K = P.shape[1]
@@ -210,13 +216,14 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
     lam = np.broadcast_to(np.asarray(lam, dtype=float), (K,)).copy()
     n_iter = np.zeros(K, dtype=int)
     active = np.ones(K, dtype=bool)
+    dense = np.zeros(K, dtype=bool)  # handed over to L-BFGS-B
     kkt = np.full(K, np.inf)
     inner_tol = 1e-3
     for it in range(max_iter + 1):
         f, G, gB, M = smooth_loss_grad(Z, P, W, B)
         V = kkt_violation(W, G, lam[:, None], lower, upper)
         kkt = np.maximum(V.max(axis=1), np.abs(gB))
-        active = kkt > tol
+        active = (kkt > tol) & ~dense
         if verbose:
             print(f"[cd] it {it} max kkt {kkt.max():.3e} active {active.sum()}")
         if not active.any() or it == max_iter:
@@ -236,6 +243,14 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
             if cand.size > n_add:
                 cand = cand[np.argpartition(-viol[cand], n_add - 1)[:n_add]]
             sets.append(np.union1d(keep, cand))
+        # a dense student makes the Newton model cost n * m^2 per class: L-BFGS-B does those
+        big = np.array([s_.size > max_ws for s_ in sets])
+        if big.any():
+            dense[ks[big]] = True
+            sets = [s_ for s_, b_ in zip(sets, big) if not b_]
+            ks = ks[~big]
+            if not ks.size:
+                break
         m = max(s.size for s in sets) + 1  # + intercept slot (last)
         nk = ks.size
         Hs = np.zeros((nk, m, m))
@@ -292,6 +307,11 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
             B[k] = w0[i, m - 1] + alpha[i] * D[i, m - 1]
             n_iter[k] += 1
         inner_tol = max(min(inner_tol, 0.1 * float(kkt[ks].max())), 1e-12)
+    if dense.any():
+        ks = np.flatnonzero(dense)
+        r = solve_lbfgsb(Z, P[:, ks], lam[ks], lower[ks], upper[ks], W[ks], B[ks], tol=tol)
+        W[ks], B[ks], kkt[ks] = r.coef, r.intercept, r.kkt
+        n_iter[ks] += r.n_iter
     return SolverResult(W, B, n_iter, kkt, kkt <= tol)
 
 
@@ -416,7 +436,7 @@ def solve_lbfgsb(Z, P, lam, lower, upper, W0, B0, *, max_iter=15000, tol=1e-8, v
 
 
 def solve_adam_paper(Z, P, lam, lower, upper, W0, B0, *, epochs=10, batch_size=2084, lr=0.2,
-                     seed=0, verbose=False, **_):
+                     seed=0, n_threads=None, verbose=False, **_):
     """The paper's training recipe with torch: Adam (lr 0.2), mini-batches of 2,084, 10 epochs.
 
     The L1 term is ``lam * ||w||_1`` added to the mean BCE of every batch (the paper used
@@ -425,6 +445,16 @@ def solve_adam_paper(Z, P, lam, lower, upper, W0, B0, *, epochs=10, batch_size=2
     """
     import torch
 
+    prev_threads = torch.get_num_threads()
+    if n_threads:
+        torch.set_num_threads(n_threads)
+    try:
+        return _adam(torch, Z, P, lam, lower, upper, W0, B0, epochs, batch_size, lr, seed)
+    finally:
+        torch.set_num_threads(prev_threads)
+
+
+def _adam(torch, Z, P, lam, lower, upper, W0, B0, epochs, batch_size, lr, seed):
     n, C = Z.shape
     K = P.shape[1]
     lam_t = torch.as_tensor(np.broadcast_to(np.asarray(lam, float), (K,)).copy())

@@ -164,6 +164,7 @@ class ConceptStudent:
         if self.solver == "adam-paper":
             kw["epochs"] = self.max_iter or _DEFAULT_MAX_ITER["adam-paper"]
             kw["seed"] = self.random_state
+            kw["n_threads"] = self.n_threads
         else:
             kw["max_iter"] = self.max_iter or _DEFAULT_MAX_ITER[self.solver]
         with _blas_threads(self.n_threads):
