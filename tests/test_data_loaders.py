@@ -73,6 +73,11 @@ def test_voc_custom_classes_and_leakage(tmp_path):
     (tmp_path / "ImageSets" / "Main" / "val.txt").write_text("")
     ds = load_voc(tmp_path)
     assert ds.class_names == ["gadget", "widget"] and ds.labels.tolist() == [[0, 1], [1, 1]]
+    for f in ("train", "val"):
+        (tmp_path / "ImageSets" / "Main" / f"{f}.txt").unlink()
+    (tmp_path / "ImageSets" / "Main" / "trainval.txt").write_text("x1\n")
+    (tmp_path / "ImageSets" / "Main" / "test.txt").write_text("x2\n")
+    assert load_voc(tmp_path).splits.tolist() == ["train", "test"]
 
 
 # -- COCO ---------------------------------------------------------------------------------------

@@ -55,8 +55,8 @@ def load_voc(root: str | Path, use_difficult: bool = True, class_names: list[str
 
     Returns
     -------
-    Dataset whose splits come from ``ImageSets/Main/{train,val,test}.txt`` (all images are ``train``
-    when there is no ``ImageSets/Main``). Images without a JPEG file or without an annotation file are
+    Dataset whose splits come from ``ImageSets/Main/{train,val,test}.txt`` (``trainval.txt`` counts as
+    train when there is neither train.txt nor val.txt; all images are ``train`` when no list exists). Images without a JPEG file or without an annotation file are
     listed in ``skipped``.
     """
     base = find_voc_root(root)
@@ -65,8 +65,10 @@ def load_voc(root: str | Path, use_difficult: bool = True, class_names: list[str
                         "(or in VOCdevkit/VOC*/ below it)")
     sets_dir = base / "ImageSets" / "Main"
     split_of: dict[str, str] = {}
-    for split in SPLITS:
-        f = sets_dir / f"{split}.txt"
+    files_of = {s: sets_dir / f"{s}.txt" for s in SPLITS}
+    if not files_of["train"].is_file() and not files_of["val"].is_file():
+        files_of["train"] = sets_dir / "trainval.txt"  # some releases ship only trainval (+ test)
+    for split, f in files_of.items():
         if not f.is_file():
             continue
         for line in f.read_text().split("\n"):
