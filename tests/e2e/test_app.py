@@ -178,3 +178,20 @@ def test_screenshots_of_each_view(page: Page, live_server, screenshots, width, h
         assert box and box["width"] > 250 and box["height"] > 150, (v, box)
         assert box["x"] + box["width"] <= width + 1 and box["y"] + box["height"] <= height + 1, (v, box)
     save(page, screenshots, f"{width}x{height}")
+
+
+def test_add_a_concept_word_from_the_ui(page: Page, fresh_server):
+    page.goto(fresh_server.url)
+    wait_all_views(page)
+    n = len(fresh_server.session.concept_map()["points"])
+    page.locator("[data-testid=add-concept-input]").fill("zebra crossing")
+    button = page.locator("[data-testid=add-concept]")
+    button.click()
+    expect(button).to_be_disabled()  # progress shown while the text encoder runs
+    expect(page.locator("[data-testid=notice]")).to_contain_text("added zebra crossing", timeout=120_000)
+    expect(page.locator("[data-testid=detail-word]")).to_have_text("zebra crossing", timeout=60_000)
+    assert len(fresh_server.session.concept_map()["points"]) == n + 1
+    # the same word again is reported as skipped, not an error
+    page.locator("[data-testid=add-concept-input]").fill("zebra crossing")
+    button.click()
+    expect(page.locator("[data-testid=notice]")).to_contain_text("already", timeout=60_000)
