@@ -6,7 +6,9 @@ teacher is cheap to build on a CPU and needs no download (weights ship with a pi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import warnings
@@ -44,7 +46,8 @@ def load_effnet_backbone(model_name: str = "efficientnet-lite2", image_size: int
     pkg, cls, _ = _MODELS[model_name]
     weights = getattr(importlib.import_module(pkg), cls).get_model_file_path()
     extra = {"image_size": int(image_size)} if image_size else {}
-    net = EfficientNet.from_pretrained(model_name, weights_path=weights, **extra)
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+        net = EfficientNet.from_pretrained(model_name, weights_path=weights, **extra)
     return net.eval()
 
 
