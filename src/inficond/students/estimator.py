@@ -196,13 +196,19 @@ class ConceptStudent:
         if not hasattr(self, "coef_"):
             raise DataError("this ConceptStudent is not fitted yet; call fit(X, teacher_logits) first")
 
-    def transform(self, X) -> np.ndarray:
-        """Standardised concepts ``(X - mean_) / scale_``, shape (n_images, n_concepts)."""
+    def transform(self, X, order="C") -> np.ndarray:
+        """Standardised concepts ``(X - mean_) / scale_``, shape (n_images, n_concepts).
+
+        ``order="F"`` returns a Fortran-ordered array (what the "cd" solver gathers columns from).
+        """
         self._check_fitted()
         X = _check_X(X)
         if X.shape[1] != self.coef_.shape[1]:
             raise DataError(f"X has {X.shape[1]} concepts; this student was fitted on {self.coef_.shape[1]}")
-        return (X - self.mean_) / self.scale_
+        Z = np.empty(X.shape, order=order)
+        np.subtract(X, self.mean_, out=Z)
+        Z /= self.scale_
+        return Z
 
     def decision_function(self, X) -> np.ndarray:
         """Student logits, ndarray of shape (n_images, n_classes)."""
