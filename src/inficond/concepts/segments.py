@@ -8,6 +8,7 @@ re-normalised mean of its members; its concept is the word with the highest cosi
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 
@@ -40,6 +41,18 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+@functools.lru_cache(maxsize=32)
+def _connectivity(centres_bytes: bytes, n: int, n_neighbors: int):
+    """k-NN graph of region centres. Cached: an encoder gives every image the same region layout,
+    and building the graph is half the cost of clustering one image (prepare calls this per image)."""
+    from sklearn.neighbors import kneighbors_graph
+
+    centres = np.frombuffer(centres_bytes, np.float64).reshape(n, 2)
+    # Ties between equidistant grid neighbours are broken by a tiny deterministic jitter.
+    jitter = np.arange(n, dtype=np.float64)[:, None] * np.array([[1e-6, 1.3e-6]])
+    return kneighbors_graph(centres + jitter, n_neighbors=n_neighbors, include_self=False)
+
+
 def cluster_regions(embeddings: np.ndarray, centres: np.ndarray, n_clusters: int, spatial_weight: float = 1.0,
                     n_neighbors: int = 8) -> np.ndarray:
     """Cluster labels (n,) for regions with unit ``embeddings`` (n, D) and ``centres`` (n, 2) in [0, 1].
@@ -49,7 +62,6 @@ def cluster_regions(embeddings: np.ndarray, centres: np.ndarray, n_clusters: int
     in order of first appearance, so they are deterministic.
     """
     from sklearn.cluster import AgglomerativeClustering
-    from sklearn.neighbors import kneighbors_graph
 
     n = len(embeddings)
     k = int(min(max(n_clusters, 1), n))
@@ -58,9 +70,7 @@ def cluster_regions(embeddings: np.ndarray, centres: np.ndarray, n_clusters: int
     if k == 1:
         return np.zeros(n, int)
     feats = np.hstack([embeddings.astype(np.float64), spatial_weight * centres.astype(np.float64)])
-    # Ties between equidistant grid neighbours are broken by a tiny deterministic jitter.
-    jitter = np.arange(n, dtype=np.float64)[:, None] * np.array([[1e-6, 1.3e-6]])
-    conn = kneighbors_graph(centres.astype(np.float64) + jitter, n_neighbors=min(n_neighbors, n - 1), include_self=False)
+    conn = _connectivity(np.ascontiguousarray(centres, np.float64).tobytes(), n, min(n_neighbors, n - 1))
     labels = AgglomerativeClustering(n_clusters=k, linkage="ward", connectivity=conn).fit_predict(feats)
     _, first = np.unique(labels, return_index=True)
     order = np.argsort(np.argsort(first))  # old label -> rank of first appearance
