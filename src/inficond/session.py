@@ -235,9 +235,14 @@ class Session:
         self._cache[key] = out
         return out
 
-    def _class_metrics(self, k: int, split: str) -> dict:
+    def _class_metrics(self, k: int, split: str, student: ConceptStudent | None = None) -> dict:
+        """Metrics of class ``k`` on ``split`` for ``student`` (default: the current one)."""
         rows = self.rows(split)
-        m = class_metrics(self.Y[rows, k], self._student_logits(split)[:, k])
+        if student is None:
+            scores = self._student_logits(split)[:, k]
+        else:
+            scores = ((self.X[rows] - student.mean_) / student.scale_) @ student.coef_[k] + student.intercept_[k]
+        m = class_metrics(self.Y[rows, k], scores)
         return {key: m[key] for key in METRICS}
 
     def _discrepancy(self, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -392,18 +397,14 @@ class Session:
             parent = self.log.head()
             before = {s: self._class_metrics(k, s) for s in ("val", "test")}
             t0 = time.perf_counter()
-            student = self.student
-            new_student, history = apply_tuning(student, self.X[train], self.T[train], parsed, self.history,
+            new_student, history = apply_tuning(self.student, self.X[train], self.T[train], parsed, self.history,
                                                 factor=TUNE_FACTOR)
             ms = (time.perf_counter() - t0) * 1000
-            self._cache.clear()
-            self._cache.update(head="pending", student=new_student, history=history)
-            after = {s: self._class_metrics(k, s) for s in ("val", "test")}
+            after = {s: self._class_metrics(k, s, new_student) for s in ("val", "test")}
             state = self.log.record_step(parent, new_student, parsed, history, before, after, ms,
                                          step_params={"factor": TUNE_FACTOR})
-            self._cache["head"] = state
-            for key in [key for key in self._cache if isinstance(key, tuple)]:
-                del self._cache[key]
+            self._cache.clear()
+            self._cache.update(head=state, student=new_student, history=history)
         words = self.ws.concept_words
         return {
             "state_id": state,
