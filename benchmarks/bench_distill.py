@@ -67,7 +67,7 @@ def load_problem(ws_path):
     return X, T, f"workspace {ws_path} (train split {X.shape[0]} x {X.shape[1]}, {T.shape[1]} classes)"
 
 
-def sklearn_fit(Z, P, lam, solver, saga_iter=100):
+def sklearn_fit(Z, P, lam, solver, saga_iter=30):
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -95,7 +95,7 @@ def main(argv=None):
     ap.add_argument("--workspace", default=None)
     ap.add_argument("--max-concepts", type=int, default=30)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "distill.md"))
-    ap.add_argument("--saga-iter", type=int, default=100, help="saga epochs (it is slow: ~1 s per epoch and class)")
+    ap.add_argument("--saga-iter", type=int, default=30, help="saga epochs (it is slow: ~1 s per epoch and class)")
     ap.add_argument("--skip", default="", help="comma-separated methods to skip, e.g. fista,sklearn-saga")
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
