@@ -27,7 +27,7 @@ def test_json_round_trip_is_exact(student, tmp_path):
     paths = export(student, tmp_path)
     doc = json.loads(paths["json"].read_text())
     assert doc["format"] == "inficond-student" and doc["format_version"] == 1
-    assert doc["classes"] == ["cat", "dog", "car"] and doc["concepts"][3] == "word3"
+    assert doc["class_names"] == ["cat", "dog", "car"] and doc["concept_words"][3] == "word3"
     assert doc["encoder"] == {"name": "conse-effnet", "version": 1}
     back = load_student(paths["json"])
     np.testing.assert_array_equal(back.coef_, st.coef_)

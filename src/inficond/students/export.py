@@ -3,7 +3,7 @@
 JSON (``student.json``, format ``inficond-student`` version 1)::
 
     {"format": "inficond-student", "format_version": 1,
-     "classes": [K names], "concepts": [C words], "encoder": {...identity...},
+     "class_names": [K names], "concept_words": [C words], "encoder": {...identity...},
      "mean": [C], "scale": [C], "coef": [[C] * K], "intercept": [K], "lam": [K],
      "estimator": {...ConceptStudent parameters...},
      "logit": "((x - mean) / scale) @ coef.T + intercept"}
@@ -58,7 +58,7 @@ def _onnx_model(student: ConceptStudent, class_names):
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="inficond")
     model.ir_version = 8  # readable by older runtimes too
-    helper.set_model_props(model, {"classes": json.dumps(list(class_names))})
+    helper.set_model_props(model, {"class_names": json.dumps(list(class_names))})
     onnx.checker.check_model(model)
     return model
 
@@ -87,8 +87,8 @@ def export_student(student: ConceptStudent, concept_words, class_names, encoder_
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "classes": class_names,
-        "concepts": concept_words,
+        "class_names": class_names,
+        "concept_words": concept_words,
         "encoder": encoder_identity,
         "mean": student.mean_.tolist(),
         "scale": student.scale_.tolist(),
@@ -130,5 +130,5 @@ def load_student(json_path) -> ConceptStudent:
     st.lower_, st.upper_ = np.full((K, C), -np.inf), np.full((K, C), np.inf)
     st.n_nonzero_ = np.count_nonzero(st.coef_, axis=1)
     st.n_iter_, st.kkt_, st.converged_ = np.zeros(K, int), np.full(K, np.nan), np.zeros(K, bool)
-    st.classes_, st.concepts_, st.encoder_ = doc["classes"], doc["concepts"], doc.get("encoder")
+    st.classes_, st.concepts_, st.encoder_ = doc["class_names"], doc["concept_words"], doc.get("encoder")
     return st
