@@ -138,11 +138,13 @@ def main(argv=None):
     best = np.min(np.stack(list(F.values())), axis=0)
     t_cd = results["cd (this package)"][0]
 
-    # one tuning step on one class: downtune its top concept, uptune a concept it does not use
+    # one tuning step on one class: downtune its most influential concept, uptune one it does not use
     times = []
     for k in range(min(5, T.shape[1])):
         w = ref.coef_[k]
-        ins = [Instruction(k, int(np.argmax(w)), "down"), Instruction(k, int(np.flatnonzero(w == 0)[0]), "up")]
+        top = int(np.argmax(np.abs(w)))
+        unused = int(next(c for c in np.flatnonzero(w == 0) if c != top))
+        ins = [Instruction(k, top, "down"), Instruction(k, unused, "up")]
         t0 = time.perf_counter()
         apply_tuning(ref, X, T, ins, {})
         times.append(time.perf_counter() - t0)

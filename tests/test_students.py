@@ -136,3 +136,14 @@ def test_bad_inputs_raise_clear_errors(data, fitted):
         fitted.decision_function(X[:, :10])
     with pytest.raises(DataError, match="classes"):
         ConceptStudent().fit(X, T, classes=[9])
+
+
+def test_constant_teacher_class_gets_an_intercept_only_student(data):
+    X, T = data
+    T = T.copy()
+    T[:, 1] = -8.5  # a teacher that never changes its mind about class 1
+    lam = lambda_for_sparsity(X, T, max_concepts=5)
+    assert lam[1] == 1e-10 and np.all(lam[[0, 2, 3]] > 1e-6)
+    st = ConceptStudent(lam=lam).fit(X, T)
+    assert st.n_nonzero_[1] == 0
+    np.testing.assert_allclose(st.decision_function(X)[:, 1], -8.5, atol=1e-6)

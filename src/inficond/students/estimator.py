@@ -377,6 +377,10 @@ def lambda_for_sparsity(X, teacher_logits, max_concepts=30, per_class=True, n_gr
     good = lmax.copy()  # lam known to satisfy the limit
     bad = np.zeros(K)  # lam known to break it (0 = none found yet)
     done = np.zeros(K, dtype=bool)  # exactly max_concepts reached: nothing to refine
+    # a teacher that is (nearly) constant on a class gives lam_max ~ 0: its student is the
+    # intercept alone for any lam, so report a small finite lam instead of following the path
+    flat = lmax < 1e-10
+    good[flat], done[flat] = 1e-10, True
 
     with _blas_threads(n_threads):
         # the path: all classes together, each on its own grid relative to its lam_max
