@@ -31,8 +31,8 @@ def test_performance_matches_sklearn(prepared_workspace):
             continue
         assert c["student"]["ap"] == pytest.approx(average_precision_score(y, logits[:, c["class_idx"]]))
         assert c["teacher"]["ap"] == pytest.approx(average_precision_score(y, s.T[rows, c["class_idx"]]))
-        pos = c["alignment"]["pos"]
-        assert pos["both_correct"] + pos["only_teacher_correct"] + pos["both_wrong"] + pos["only_student_correct"] == y.sum()
+        assert sum(c["alignment"]["pos"]["counts"].values()) == y.sum()
+        assert sum(c["alignment"]["neg"]["counts"].values()) == len(y) - y.sum()
         if not c["excluded"]:
             used.append(c["student"]["ap"])
     assert perf["student_map"] == pytest.approx(np.mean(used))

@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("distill", help="fit the sparse students on the train split")
     s.add_argument("workspace")
     s.add_argument("--lam", type=float, help="L1 strength (default: chosen from --max-concepts)")
-    s.add_argument("--max-concepts", type=int, default=30, help="sparsity target per class")
+    s.add_argument("--max-concepts", type=int, default=100, help="sparsity target per class")
     s.add_argument("--solver", default="cd", help="cd (exact, default) | fista | lbfgsb | adam-paper (the paper's recipe)")
     s.set_defaults(func=cmd_distill)
 

@@ -35,6 +35,9 @@ from inficond.store.workspace import Workspace
 from inficond.students import ConceptStudent, Instruction, ProvenanceLog, apply_tuning, export_student, lambda_for_sparsity
 from inficond.students.tuning import reference_influence
 
+# Measured on the development data: 30 concepts per class give val mAP 0.757 on the 8 well-populated
+# classes, 100 give 0.783 (teacher 0.850); 100 ranked concepts stay readable in the views.
+DEFAULT_MAX_CONCEPTS = 100
 TUNE_FACTOR = 0.5  # see inficond.students.tuning: a vote moves a weight by half a typical top influence
 
 METRICS = ("ap", "precision", "recall", "f1", "accuracy")
@@ -101,13 +104,13 @@ class Session:
         """Fit every class's student on the train split and record it as a new provenance root.
 
         ``lam`` fixes the L1 strength; otherwise each class gets the lam that keeps at most
-        ``max_concepts`` (default 30) non-zero concepts, from a warm-started regularisation path.
+        ``max_concepts`` (default DEFAULT_MAX_CONCEPTS) non-zero concepts, from a warm-started regularisation path.
         """
         train = self.rows("train")
         with self._lock:
             t0 = time.perf_counter()
             if lam is None:
-                lam = lambda_for_sparsity(self.X[train], self.T[train], max_concepts=max_concepts or 30)
+                lam = lambda_for_sparsity(self.X[train], self.T[train], max_concepts=max_concepts or DEFAULT_MAX_CONCEPTS)
             student = ConceptStudent(lam=lam, solver=solver).fit(self.X[train], self.T[train])
             lam_list = np.atleast_1d(np.asarray(lam, dtype=float)).tolist()
             state = self.log.record_distill(student, {"lam": lam_list, "solver": solver, "max_concepts": max_concepts})
