@@ -170,6 +170,12 @@ def main(argv=None):
         gap = F[k] - best
         lines.append(f"| {k} | {t:.3f} | {t / t_cd:.1f} | {gap.max():.2e} | {gap.sum():.2e} | "
                      f"{nnz.min()} / {int(np.median(nnz))} / {nnz.max()} |")
+    flat = np.flatnonzero(np.ptp(T, axis=0) < 1e-6)
+    never = np.flatnonzero(T.max(axis=0) <= 0)
+    if flat.size or never.size:
+        lines += ["", f"Teacher notes: constant logits on the train split for class(es) {flat.tolist()} (their "
+                  f"students are intercept-only, hence min non-zeros 0); no positive teacher prediction for "
+                  f"class(es) {never.tolist()}."]
     lines += [
         "",
         f"One tuning step (two votes on one class, warm-started refit to convergence): "
