@@ -238,9 +238,10 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
     bound, and the ``max(grow, nnz)`` worst KKT violators), a Newton model restricted to it,
     coordinate descent on that model, and a backtracking line search on the true objective.
     Converged classes drop out; the loop ends when every class has ``max KKT <= tol``.
-    A class whose working set grows beyond ``max_ws`` concepts (a dense student, small lam)
-    is finished by :func:`solve_lbfgsb` from the current point: there the Newton model's
-    ``n * m^2`` cost loses to quasi-Newton steps (measured: lam 5e-4, ~220 concepts/class).
+    Working sets are capped at ``max_ws`` concepts; a class whose nonzeros alone fill that (a
+    dense student, small lam) is finished by :func:`solve_lbfgsb` from the current point:
+    there the Newton model's ``n * m^2`` cost loses to quasi-Newton steps (measured: lam 5e-4,
+    ~220 concepts/class).
     """
     n, C = Z.shape
     K = P.shape[1]
@@ -267,20 +268,24 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
         ks = np.flatnonzero(active)
         # working sets: nonzeros, weights pinned at a bound, and the worst violators
         sets = []
-        for k in ks:
+        big = np.zeros(ks.size, dtype=bool)
+        for i, k in enumerate(ks):
             keep = (W[k] != 0) | ((lower[k] == W[k]) & np.isfinite(lower[k]) & (lower[k] != 0)) | (
                 (upper[k] == W[k]) & np.isfinite(upper[k]) & (upper[k] != 0)
             )
             keep = np.flatnonzero(keep)
             viol = V[k].copy()
             viol[keep] = 0
-            n_add = max(grow, keep.size)
             cand = np.flatnonzero(viol > tol)
+            # grow by up to max(grow, nnz) violators, within max_ws; a class whose nonzeros
+            # leave no room for even min(grow, violators) more is dense
+            room = max_ws - keep.size
+            big[i] = room < min(grow, cand.size)
+            n_add = max(min(max(grow, keep.size), room), 1)
             if cand.size > n_add:
                 cand = cand[np.argpartition(-viol[cand], n_add - 1)[:n_add]]
             sets.append(np.union1d(keep, cand))
         # a dense student makes the Newton model cost n * m^2 per class: L-BFGS-B does those
-        big = np.array([s_.size > max_ws for s_ in sets])
         if big.any():
             dense[ks[big]] = True
             sets = [s_ for s_, b_ in zip(sets, big) if not b_]

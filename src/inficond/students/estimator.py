@@ -342,7 +342,9 @@ def lambda_for_sparsity(X, teacher_logits, max_concepts=30, per_class=True, n_gr
     grid of ``n_grid`` values to ``ratio * lam_max``; then ``n_bisect`` geometric bisection
     steps between the last lam that satisfied the limit and the first that broke it. The
     result is the smallest lam found with ``n_nonzero <= max_concepts``, i.e. as many
-    concepts as allowed (a class stops as soon as it has exactly ``max_concepts``).
+    concepts as allowed (a class stops as soon as it has exactly ``max_concepts``). Finally
+    a cold fit (as ``ConceptStudent.fit`` does) checks each class; where nearly collinear
+    concepts let it pick up a few more, lam is raised by 2% steps until it fits.
 
     Parameters
     ----------
@@ -409,4 +411,16 @@ def lambda_for_sparsity(X, teacher_logits, max_concepts=30, per_class=True, n_gr
             W[ks[ok]], B[ks[ok]] = r.coef[ok], r.intercept[ok]
             bad[ks[~ok]] = mid[~ok]
             ks = ks[nnz != max_concepts]  # an exact hit needs no more refinement
+        # Nearly collinear concepts make the L1 optimum non-unique: the path's warm-started
+        # solution can have fewer nonzeros than a cold fit at the same lam. Check with the
+        # cold fit that ConceptStudent.fit does, and raise lam a little where it exceeds.
+        ks = np.arange(K)
+        B0 = _solvers._intercept_at_zero(P)
+        for _ in range(10):
+            r = _solvers.solve_cd(Z, P[:, ks], good[ks], lo[ks], hi[ks], np.zeros((ks.size, C)), B0[ks], tol=tol)
+            over = np.count_nonzero(r.coef, axis=1) > max_concepts
+            if not over.any():
+                break
+            ks = ks[over]
+            good[ks] *= 1.02
     return good if per_class else float(good.max())
