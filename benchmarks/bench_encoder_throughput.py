@@ -23,8 +23,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("INFICOND_DATA", ROOT.parent / "shared" / "data"))
-VOC = DATA / "voc2012-subset"
+VOC = Path(os.environ.get("INFICOND_DATA", ROOT.parent / "shared" / "data" / "voc2012-subset"))
 OUT = ROOT / "benchmarks" / "results"
 
 

@@ -65,7 +65,26 @@ def timed(fn, repeats):
     return float(np.median(times)), res
 
 
+def real_problem(workspace):
+    """The weakest class of a real workspace: val Z, its influences, labels, top-10 concepts."""
+    from inficond.session import Session
+
+    s = Session(workspace)
+    perf = s.performance("val")
+    k = max((c for c in perf["classes"] if not c["excluded"] and c["gap"] is not None), key=lambda c: c["gap"])["class_idx"]
+    st = s.student
+    rows = s.rows("val")
+    Z = (s.X[rows] - st.mean_) / st.scale_
+    w, b, y = st.coef_[k], float(st.intercept_[k]), s.Y[rows, k]
+    return Z, w, b, y, f"workspace `{workspace}`, class {s.ws.class_names[k]!r}"
+
+
 def main():
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--workspace", help="a real workspace (default: a synthetic problem of the same size)")
+    args = ap.parse_args()
     rng = np.random.default_rng(0)
     # Concept vectors look like clipped cosine similarities; rounding to float16 (as stored)
     # creates tied scores, which the AP must handle like sklearn.
@@ -75,6 +94,9 @@ def main():
     w[rng.choice(C, NONZERO, replace=False)] = rng.laplace(scale=0.5, size=NONZERO)
     y = (Z @ w + rng.normal(scale=2.0, size=N) > 2.0).astype(np.uint8)
     b = -1.0
+    source = "synthetic data"
+    if args.workspace:
+        Z, w, b, y, source = real_problem(args.workspace)
     concepts = np.array([r["concept_idx"] for r in rank_concepts(w, k=TOP)])
 
     whatif_curves(Z, w, b, y, concepts, n_points=POINTS, metrics=METRICS)  # warm-up
@@ -84,11 +106,11 @@ def main():
     err = max(np.abs(res["values"][m] - ref[m]).max() for m in METRICS)
 
     lines = [
-        "# What-if curves benchmark",
+        "## What-if curves",
         "",
-        f"Setting: {TOP} concepts x {POINTS} influence values x {len(METRICS)} metrics "
-        f"({', '.join(METRICS)}), n = {N} images, C = {C} concepts, {NONZERO} non-zero "
-        f"influences, positives = {int(y.sum())}.",
+        f"Setting ({source}): {TOP} concepts x {POINTS} influence values x {len(METRICS)} metrics "
+        f"({', '.join(METRICS)}), n = {Z.shape[0]} images, C = {Z.shape[1]} concepts, "
+        f"{int(np.count_nonzero(w))} non-zero influences, positives = {int(y.sum())}.",
         "",
         "| path | median time | |",
         "|---|---|---|",

@@ -34,7 +34,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from bench_encoder_throughput import DATA, OUT, VOC, machine  # noqa: E402
+from bench_encoder_throughput import OUT, VOC, machine  # noqa: E402
 
 MIN_POS = 10
 

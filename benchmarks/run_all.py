@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["prepare", "encoder_throughput", "zero_shot", "distill", "whatif", "server"]
+ORDER = ["prepare", "encoder_throughput", "zero_shot", "distill", "distill_100", "whatif", "tuning_scenario", "server"]
 
 
 def gather() -> None:
@@ -17,7 +18,8 @@ def gather() -> None:
              "each section names the machine it ran on. Timings are wall-clock on a shared 2-core VM.", ""]
     results = sorted((HERE / "results").glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
     for p in results:
-        parts += [p.read_text().strip(), ""]
+        text = p.read_text().strip()
+        parts += [("#" + text) if text.startswith("# ") else text, ""]  # each result is a section
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(parts))
 
 
@@ -28,11 +30,21 @@ def main() -> None:
     ap.add_argument("--workspace", default="workspaces/dev")
     a = ap.parse_args()
     if not a.gather_only:
-        extra = ["--data", a.data] if a.data else []
-        for script in sorted(HERE.glob("bench_*.py")):
-            args = extra if script.stem in ("bench_prepare", "bench_encoder_throughput", "bench_zero_shot") else ["--workspace", a.workspace]
-            print(f"== {script.name}", flush=True)
-            subprocess.run([sys.executable, str(script), *args], check=True)
+        env = dict(os.environ, **({"INFICOND_DATA": a.data} if a.data else {}))
+        ws = ["--workspace", a.workspace]
+        runs = [  # quiet-machine order: the whole prepare first, then what reads its workspace
+            ["bench_prepare.py", *(["--data", a.data] if a.data else [])],
+            ["bench_encoder_throughput.py"],
+            ["bench_zero_shot.py"],
+            ["bench_distill.py", *ws],
+            ["bench_distill.py", *ws, "--max-concepts", "100", "--out", str(HERE / "results" / "distill_100.md")],
+            ["bench_whatif.py", *ws],
+            ["bench_tuning_scenario.py", *ws],
+            ["bench_server.py", *ws],
+        ]
+        for script, *args in runs:
+            print(f"== {script} {' '.join(args)}", flush=True)
+            subprocess.run([sys.executable, str(HERE / script), *args], check=True, env=env)
     gather()
 
 
