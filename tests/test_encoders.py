@@ -212,7 +212,7 @@ def test_open_clip_identity_tracks_weights(tiny_clip):
 
 
 def test_open_clip_loading_errors(tmp_path):
-    from inficond.encoders.open_clip_encoder import EncoderLoadError
+    from inficond.exceptions import EncoderLoadError
 
     with pytest.raises(UnknownNameError, match="open_clip model"):
         create_encoder("open_clip", model_name="ViT-B-322")

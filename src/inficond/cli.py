@@ -36,7 +36,10 @@ def cmd_prepare(a) -> None:
 def cmd_distill(a) -> None:
     from inficond.session import Session
 
-    _print(Session(a.workspace).distill(lam=a.lam, max_concepts=a.max_concepts, solver=a.solver))
+    out = Session(a.workspace).distill(lam=a.lam, max_concepts=a.max_concepts, solver=a.solver)
+    lam = out.pop("lam")
+    _print(out)
+    print(f"lam per class: min {min(lam):.3g}, max {max(lam):.3g}")
 
 
 def cmd_performance(a) -> None:

@@ -3,6 +3,7 @@
     InficondError
     ├── DataError                 dataset layout missing or malformed
     │   └── CorruptImageError     one image cannot be decoded
+    ├── EncoderLoadError          an encoder's model or weights cannot be loaded
     ├── TeacherOutputError        NaN/inf logits, wrong shape, unknown image ids
     ├── UnknownNameError          unknown class, concept, encoder, teacher or solver
     ├── WorkspaceError            workspace missing, locked, or built with other settings
@@ -26,6 +27,10 @@ class DataError(InficondError, ValueError):
 
 
 class CorruptImageError(DataError):
+    pass
+
+
+class EncoderLoadError(InficondError, RuntimeError):
     pass
 
 

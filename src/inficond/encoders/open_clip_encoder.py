@@ -32,13 +32,9 @@ import numpy as np
 from PIL import Image
 
 from inficond.encoders.base import RegionEmbeddings, register_encoder
-from inficond.exceptions import DataError, InficondError, UnknownNameError
+from inficond.exceptions import DataError, EncoderLoadError, UnknownNameError
 
 VERSION = 1
-
-
-class EncoderLoadError(InficondError, RuntimeError):
-    """An encoder's model or weights cannot be loaded."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
