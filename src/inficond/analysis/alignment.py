@@ -28,7 +28,7 @@ __all__ = ["CATEGORIES", "alignment", "alignment_per_class", "alignment_change"]
 CATEGORIES = ("both_correct", "only_teacher_correct", "both_wrong", "only_student_correct")
 
 
-def _bool(a, name):
+def as_bool(a, name):
     a = np.asarray(a)
     if a.dtype != bool:
         if not np.all((a == 0) | (a == 1)):
@@ -54,9 +54,9 @@ def alignment(y_true, teacher_pred, student_pred) -> dict:
         ``{"n": int, "share": float, "empty": bool, "counts": {category: int},
         "rates": {category: float}}`` with the categories of :data:`CATEGORIES`.
     """
-    y = _bool(y_true, "y_true").ravel()
-    t = _bool(teacher_pred, "teacher_pred").ravel()
-    s = _bool(student_pred, "student_pred").ravel()
+    y = as_bool(y_true, "y_true").ravel()
+    t = as_bool(teacher_pred, "teacher_pred").ravel()
+    s = as_bool(student_pred, "student_pred").ravel()
     if not (y.shape == t.shape == s.shape):
         raise ValueError(
             f"y_true {y.shape}, teacher_pred {t.shape} and student_pred {s.shape} must match")

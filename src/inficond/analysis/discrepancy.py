@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from inficond.analysis.alignment import as_bool
 from inficond.exceptions import UnknownNameError
 
 __all__ = [
@@ -38,12 +39,7 @@ RANKINGS = ("influence", "discrepancy_p", "discrepancy_n")
 
 
 def _bool(a, name):
-    a = np.asarray(a)
-    if a.dtype != bool:
-        if not np.all((a == 0) | (a == 1)):
-            raise ValueError(f"{name} must be bool or 0/1")
-        a = a.astype(bool)
-    return a.ravel()
+    return as_bool(a, name).ravel()
 
 
 def presence_discrepancy(X, y_true, student_pred, reference_pred=None) -> dict:
