@@ -152,7 +152,7 @@ def main(argv=None):
     print(f"one tuning step (median of {len(times)} classes): {t_tune * 1e3:.1f} ms")
 
     lines = [
-        "# Distillation benchmark",
+        f"# Distillation benchmark ({args.max_concepts} concepts per class)",
         "",
         f"- machine: {info}",
         f"- problem: {source}",

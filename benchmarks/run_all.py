@@ -19,7 +19,9 @@ def gather() -> None:
     results = sorted((HERE / "results").glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
     for p in results:
         text = p.read_text().strip()
-        parts += [("#" + text) if text.startswith("# ") else text, ""]  # each result is a section
+        if text.startswith("# "):  # a result file is one section: demote all its headings a level
+            text = "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
+        parts += [text, ""]
     (HERE.parent / "BENCHMARKS.md").write_text("\n".join(parts))
 
 

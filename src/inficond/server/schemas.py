@@ -205,6 +205,7 @@ class Suggestion(Out):
     ap_before: Optional[float] = None
     ap_after: Optional[float] = None
     gain: Optional[float] = None
+    split: str = "train"  # where the gain was measured; val and test stay an honest check
 
 
 class AddConceptsRequest(In):

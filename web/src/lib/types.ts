@@ -67,7 +67,7 @@ export interface ConceptMap { points: MapPoint[] }
 export type Direction = "up" | "down";
 export interface Suggestion {
   concept_idx: number; word: string; direction: Direction;
-  ap_before: number | null; ap_after: number | null; gain: number | null;
+  ap_before: number | null; ap_after: number | null; gain: number | null; split?: string;
 }
 export interface AddConceptsResult {
   added: { concept_idx: number; word: string }[]; skipped: { word: string; reason: string }[];
