@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["prepare", "encoder_throughput", "zero_shot", "distill", "distill_100", "whatif", "tuning_scenario", "server"]
+ORDER = ["prepare", "encoder_throughput", "zero_shot", "distill", "distill_100", "quality", "whatif", "tuning_scenario", "server"]
 
 
 def gather() -> None:
@@ -40,6 +40,7 @@ def main() -> None:
             ["bench_zero_shot.py"],
             ["bench_distill.py", *ws],
             ["bench_distill.py", *ws, "--max-concepts", "100", "--out", str(HERE / "results" / "distill_100.md")],
+            ["bench_quality.py", *ws],
             ["bench_whatif.py", *ws],
             ["bench_tuning_scenario.py", *ws],
             ["bench_server.py", *ws],
