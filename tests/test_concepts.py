@@ -18,8 +18,9 @@ from inficond.concepts import (
 from inficond.encoders.base import RegionEmbeddings
 from inficond.exceptions import DataError, WorkspaceError, WorkspaceMismatchError
 
-DATA = Path(os.environ.get("INFICOND_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-VOC = DATA / "voc2012-subset"
+from tests.conftest import DEV_DATA as VOC  # noqa: E402  ($INFICOND_DATA or ../shared/data/voc2012-subset)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CORPORA = DATA / "corpora"
 
 
@@ -36,7 +37,6 @@ def test_default_corpus_size_unique_and_prompts():
         assert cls in keys
 
 
-@pytest.mark.skipif(not (CORPORA / "pc59.json").exists(), reason="reference corpora missing")
 def test_default_corpus_covers_pascal_context():
     ours = {w.word.replace(" ", "").replace("-", "").lower() for w in default_corpus()}
     pc59 = json.loads((CORPORA / "pc59.json").read_text())
@@ -164,7 +164,7 @@ def encoder():
 def workspace(tmp_path_factory, encoder):
     """A workspace of the first VOC images, filled the way prepare fills it."""
     if not (VOC / "labels.csv").exists():
-        pytest.skip(f"dev data missing at {VOC}")
+        pytest.fail(f"dev data missing at {VOC}; set INFICOND_DATA")
     from inficond.data.dataset import Dataset
     from inficond.store.workspace import Workspace
 

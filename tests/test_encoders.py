@@ -14,9 +14,10 @@ from PIL import Image
 from inficond.encoders.base import ConceptEncoder, RegionEmbeddings, create_encoder, list_encoders
 from inficond.exceptions import UnknownNameError
 
-DATA = Path(os.environ.get("INFICOND_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
-VOC = DATA / "voc2012-subset"
-needs_voc = pytest.mark.skipif(not (VOC / "labels.csv").exists(), reason=f"dev data missing at {VOC}")
+from tests.conftest import DEV_DATA as VOC  # noqa: E402  ($INFICOND_DATA or ../shared/data/voc2012-subset)
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_voc = pytest.mark.usefixtures("dev_data")  # fails, never skips, when the data is missing
 
 
 def voc_images(pred, n):
@@ -51,7 +52,7 @@ def conse():
 @pytest.fixture(scope="module")
 def photos():
     if not (VOC / "labels.csv").exists():
-        pytest.skip(f"dev data missing at {VOC}")
+        pytest.fail(f"dev data missing at {VOC}; set INFICOND_DATA")
     cat_ids, cats = voc_images(only("cat"), 3)
     dog_ids, dogs = voc_images(only("dog"), 3)
     return cats + dogs
