@@ -28,11 +28,11 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture(scope="session")
 def built_front_end() -> Path:
-    """The built front end; built here with npm when missing (skips without node_modules)."""
+    """The built front end; built here with npm when missing (fails without node_modules)."""
     if not (STATIC / "index.html").exists():
         web = REPO / "web"
         if not (web / "node_modules").exists() or shutil.which("npm") is None:
-            pytest.skip("front end not built: run `cd web && npm ci && npm run build`")
+            pytest.fail("front end not built: run `make setup` (or `cd web && npm ci && npm run build`)")
         subprocess.run(["npm", "run", "build"], cwd=web, check=True, capture_output=True)
     return STATIC
 
