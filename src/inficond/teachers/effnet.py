@@ -94,8 +94,9 @@ class EffNetTeacher:
         native one (260 for Lite2). Default 320: on the VOC dev data Lite2 gains +0.016 val / +0.022
         test mAP over 260 (small objects such as chairs and sofas), and with onnxruntime it is still
         faster than torch at 260.
-    batch_size : int
-        Images per forward pass in :meth:`features`.
+    batch_size : int, default 8
+        Images per forward pass in :meth:`features`. Measured on 2 cores with onnxruntime at
+        320 px: 66.6 images/s at 8, 57.2 at 1, 39.3 at 32.
     C : float
         Inverse L2 strength of each class's logistic regression (on standardised features); strong
         regularisation because 1280 features meet a few hundred positives per class (best of
@@ -132,7 +133,7 @@ class EffNetTeacher:
         class_names: list[str],
         model_name: str = "efficientnet-lite2",
         image_size: int | None = 320,
-        batch_size: int = 32,
+        batch_size: int = 8,
         C: float = 0.001,
         class_weight: str | None = None,
         sqrt_features: bool = False,
