@@ -223,16 +223,3 @@ def test_open_clip_loading_errors(tmp_path):
         create_encoder("open_clip", model_name="ViT-B-32", pretrained="no_such_tag")
     with pytest.raises(ValueError, match="dense"):
         create_encoder("open_clip", model_name="ViT-B-32", dense="nope")
-
-
-def test_load_image_decodes_large_jpegs_at_reduced_size(tmp_path):
-    from inficond.encoders.base import load_image
-
-    big = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1200, 1600, 3), dtype=np.uint8))
-    big.save(tmp_path / "big.jpg")
-    big.save(tmp_path / "big.png")
-    small = load_image(tmp_path / "big.jpg", min_size=448)
-    assert small.mode == "RGB" and min(small.size) >= 448 and small.size[0] < 1600
-    assert small.size[0] / small.size[1] == pytest.approx(4 / 3, rel=0.01)
-    assert load_image(tmp_path / "big.jpg").size == (1600, 1200)
-    assert load_image(tmp_path / "big.png", min_size=448).size == (1600, 1200)  # only JPEG has DCT scaling

@@ -9,6 +9,7 @@ import numpy as np
 
 from inficond.data.images import load_image
 from inficond.exceptions import CorruptImageError, DataError, WorkspaceMismatchError
+from inficond.prepare import DECODE_MAX_SIDE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
@@ -67,7 +68,7 @@ def predict_images(student_json: str | Path, images: list[str | Path], top: int 
         imgs, ok = [], []
         for p in chunk:
             try:
-                imgs.append(load_image(p))
+                imgs.append(load_image(p, max_side=DECODE_MAX_SIDE))
                 ok.append(p)
             except CorruptImageError as e:
                 results.append({"image": str(p), "error": str(e)})

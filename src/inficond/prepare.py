@@ -27,6 +27,8 @@ from inficond.store.workspace import Workspace
 DATA_ENV = "INFICOND_DATA"
 DEFAULT_ENCODER = "conse-effnet"
 DEFAULT_TEACHER = "effnet-lite2"
+# Big photos are decoded at reduced scale (JPEG DCT scaling): the models look at ≤ 448 px.
+DECODE_MAX_SIDE = 1024
 
 
 @dataclass
@@ -154,7 +156,7 @@ def prepare(
         out_imgs, ok, bad = [], [], []
         for i in batch:
             try:
-                out_imgs.append(load_image(paths[i]))
+                out_imgs.append(load_image(paths[i], max_side=DECODE_MAX_SIDE))
                 ok.append(int(i))
             except CorruptImageError as e:
                 bad.append((int(i), str(e)))

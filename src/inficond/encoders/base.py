@@ -58,22 +58,6 @@ class ConceptEncoder(Protocol):
         """One ``RegionEmbeddings`` per image, in order."""
 
 
-def load_image(path, min_size: int | None = None) -> Image.Image:
-    """Open an image as RGB; with ``min_size``, let the JPEG decoder skip detail not needed.
-
-    ``Image.draft`` decodes JPEGs at 1/2, 1/4 or 1/8 scale (DCT scaling) while both sides stay
-    >= ``min_size``: a 4000 px photo bound for a 448 px network decodes several times faster.
-    Other formats are decoded in full.
-    """
-    with Image.open(path) as im:
-        if min_size and im.format == "JPEG":
-            w, h = im.size
-            s = min_size / min(w, h)
-            if s < 1:
-                im.draft("RGB", (max(1, int(w * s + 0.999)), max(1, int(h * s + 0.999))))
-        return im.convert("RGB")
-
-
 _REGISTRY: dict[str, Callable[..., ConceptEncoder]] = {}
 
 
