@@ -85,6 +85,11 @@ def test_tune_undo_revert_and_replay(workspace, tmp_path):
     assert coef1[k, down["concept_idx"]] < coef0[k, down["concept_idx"]]
     np.testing.assert_array_equal(np.delete(coef1, k, 0), np.delete(coef0, k, 0)), "other classes untouched"
     assert step["val"]["after"]["ap"] == pytest.approx(s.performance("val")["classes"][k]["student"]["ap"])
+    al = step["alignment"]["val"]
+    assert al["after"] == s.performance("val")["classes"][k]["alignment"]
+    for part in ("pos", "neg"):
+        for cat, n in al["change"][part]["counts"].items():
+            assert n == al["after"][part]["counts"][cat] - al["before"][part]["counts"][cat]
     prov = s.provenance()
     assert len(prov["steps"]) == steps0 + 1 and prov["head"] == step["state_id"]
 

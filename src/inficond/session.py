@@ -19,6 +19,7 @@ import numpy as np
 from inficond.analysis import (
     all_class_metrics,
     alignment,
+    alignment_change,
     class_metrics,
     concept_class_influence,
     concept_map,
@@ -238,15 +239,20 @@ class Session:
         self._cache[key] = out
         return out
 
-    def _class_metrics(self, k: int, split: str, student: ConceptStudent | None = None) -> dict:
-        """Metrics of class ``k`` on ``split`` for ``student`` (default: the current one)."""
-        rows = self.rows(split)
+    def _class_scores(self, k: int, split: str, student: ConceptStudent | None = None) -> np.ndarray:
+        """Logits of class ``k`` on ``split`` from ``student`` (default: the current one)."""
         if student is None:
-            scores = self._student_logits(split)[:, k]
-        else:
-            scores = ((self.X[rows] - student.mean_) / student.scale_) @ student.coef_[k] + student.intercept_[k]
-        m = class_metrics(self.Y[rows, k], scores)
+            return self._student_logits(split)[:, k]
+        rows = self.rows(split)
+        return ((self.X[rows] - student.mean_) / student.scale_) @ student.coef_[k] + student.intercept_[k]
+
+    def _class_metrics(self, k: int, split: str, student: ConceptStudent | None = None) -> dict:
+        m = class_metrics(self.Y[self.rows(split), k], self._class_scores(k, split, student))
         return {key: m[key] for key in METRICS}
+
+    def _alignment(self, k: int, split: str, student: ConceptStudent | None = None) -> dict:
+        rows = self.rows(split)
+        return alignment(self.Y[rows, k], self.T[rows, k] > 0, self._class_scores(k, split, student) > 0)
 
     def _discrepancy(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         key = ("disc", k)
@@ -404,6 +410,7 @@ class Session:
                                                 factor=TUNE_FACTOR)
             ms = (time.perf_counter() - t0) * 1000
             after = {s: self._class_metrics(k, s, new_student) for s in ("val", "test")}
+            align = {s: (self._alignment(k, s), self._alignment(k, s, new_student)) for s in ("val", "test")}
             state = self.log.record_step(parent, new_student, parsed, history, before, after, ms,
                                          step_params={"factor": TUNE_FACTOR})
             self._cache.clear()
@@ -418,6 +425,7 @@ class Session:
             ],
             "val": {"before": before["val"], "after": after["val"]},
             "test": {"before": before["test"], "after": after["test"]},
+            "alignment": {s: {"before": b, "after": a, "change": alignment_change(b, a)} for s, (b, a) in align.items()},
             "duration_ms": round(ms, 2),
         }
 
