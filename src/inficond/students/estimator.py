@@ -8,8 +8,9 @@ from numbers import Integral, Real
 import numpy as np
 from scipy.special import expit
 
-from inficond.exceptions import DataError, TeacherOutputError, UnknownNameError
+from inficond.exceptions import DataError, UnknownNameError
 from inficond.students import _solvers
+from inficond.teachers.base import check_logits
 
 __all__ = ["ConceptStudent", "lambda_for_sparsity", "SOLVER_NAMES"]
 
@@ -288,18 +289,8 @@ def _check_X(X) -> np.ndarray:
 
 
 def _check_logits(T, n, n_classes=None) -> np.ndarray:
-    try:
-        T = np.asarray(T, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise TeacherOutputError(f"teacher logits must be numeric: {e}") from None
-    if T.ndim != 2 or T.shape[0] != n or T.shape[1] < 1 or (n_classes is not None and T.shape[1] != n_classes):
-        want = f"({n}, {n_classes if n_classes is not None else 'n_classes'})"
-        raise TeacherOutputError(f"teacher logits have shape {T.shape}; expected {want} = (images, classes)")
-    bad = ~np.isfinite(T)
-    if bad.any():
-        rows = np.unique(np.nonzero(bad)[0])[:5].tolist()
-        raise TeacherOutputError(f"teacher logits contain {int(bad.sum())} NaN/inf values (first bad rows: {rows})")
-    return T
+    # float64: the solvers' KKT checks need the logits exactly as given
+    return check_logits(T, n, n_classes, source="teacher", dtype=np.float64)
 
 
 def _check_bounds(lower, upper, K, C):

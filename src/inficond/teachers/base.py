@@ -29,17 +29,21 @@ class Teacher(Protocol):
         """(len(image_ids), n_classes) float32 logits, validated with ``check_logits``."""
 
 
-def check_logits(logits, n_images: int, n_classes: int, source: str = "teacher") -> np.ndarray:
-    """Return ``logits`` as float32 (n_images, n_classes) or raise a clear ``TeacherOutputError``."""
+def check_logits(logits, n_images: int, n_classes: int | None, source: str = "teacher", dtype=np.float32) -> np.ndarray:
+    """Return ``logits`` as ``dtype`` (n_images, n_classes) or raise a clear ``TeacherOutputError``.
+
+    ``n_classes=None`` accepts any number (≥ 1) of columns.
+    """
     try:
-        arr = np.asarray(logits, dtype=np.float32)
+        arr = np.asarray(logits, dtype=dtype)
     except (TypeError, ValueError) as e:
         raise TeacherOutputError(f"{source} returned non-numeric logits: {e}") from None
     if arr.ndim == 1 and n_classes == 1:
         arr = arr[:, None]
-    if arr.shape != (n_images, n_classes):
+    k = arr.shape[1] if n_classes is None and arr.ndim == 2 and arr.shape[1] >= 1 else n_classes
+    if arr.shape != (n_images, k):
         raise TeacherOutputError(
-            f"{source} returned logits of shape {arr.shape}; expected ({n_images}, {n_classes}) = (images, classes)"
+            f"{source} returned logits of shape {arr.shape}; expected ({n_images}, {k or 'n_classes'}) = (images, classes)"
         )
     bad = ~np.isfinite(arr)
     if bad.any():
