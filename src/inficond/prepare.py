@@ -174,9 +174,8 @@ def prepare(
             imgs, ok, bad = future.result()
             future = pool.submit(decode, batches[b + 1]) if b + 1 < len(batches) else None
             if bad:
-                ws.mark_images([i for i, _ in bad], "corrupt", None)
                 with ws.transaction() as db:
-                    db.executemany("UPDATE images SET error = ? WHERE idx = ?", [(msg, i) for i, msg in bad])
+                    db.executemany("UPDATE images SET status = 'corrupt', error = ? WHERE idx = ?", [(m, i) for i, m in bad])
             if ok:
                 embs = enc.encode_regions(imgs)
                 segs = seg_pool.submit(lambda es=embs: [segment_regions(e, text) for e in es])
