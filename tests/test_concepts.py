@@ -25,16 +25,87 @@ CORPORA = DATA / "corpora"
 
 
 # -- corpus ----------------------------------------------------------------------------------
+# Every concept word the paper's usage scenarios name (tv monitor / television both).
+SCENARIO_WORDS = [
+    "tv monitor", "television", "crt screen", "screen", "bookcase", "mezzanine", "blinds", "niche", "decoration",
+    "bicycle", "wheel", "shop", "steering wheel", "inflatable bounce game", "machinery", "runway", "trailer", "meat",
+    "sofa", "armchair", "trousers", "notebook", "pillow", "dog", "fur", "grass", "terraces", "apron", "cushion",
+    "television stand",
+]
+# The only default words that are not Broden labels: respellings of Broden's PASCAL-style or
+# singular forms, and VOC class names Broden spells otherwise.
+RESPELLED = {"tv monitor": "tvmonitor", "potted plant": "pottedplant", "trousers": "trouser"}
+ADDED = {"aeroplane", "dining table"}
+
+
+def _broden_labels(dev_data: Path) -> set[str]:
+    path = dev_data.parent / "corpora" / "broden_labels_clean.txt"
+    if not path.is_file():
+        pytest.fail(f"Broden label list not found at {path} (next to the development data)")
+    return {" ".join(line.split()) for line in path.read_text().splitlines() if line.strip()}
+
+
 def test_default_corpus_size_unique_and_prompts():
     words = default_corpus()
-    assert 550 <= len(words) <= 650
+    assert 584 <= len(words) <= 700
     keys = [w.word.lower() for w in words]
     assert len(set(keys)) == len(keys)
+    assert len({k.replace(" ", "") for k in keys}) == len(keys)  # no 'fire place' next to 'fireplace'
     assert all(w.word == w.word.strip() and w.word for w in words)
-    with_prompt = [w for w in words if w.prompt]
-    assert with_prompt and all(w.text == w.prompt for w in with_prompt)
-    for cls in ("cat", "dog", "horse", "person", "sheep", "cow", "sofa", "chair", "grass", "fur", "wood", "striped", "red"):
-        assert cls in keys
+    with_prompt = {w.word: w.prompt for w in words if w.prompt}
+    assert with_prompt["mouse"] == "computer mouse" and all(w.text == w.prompt for w in words if w.prompt)
+
+
+def test_default_corpus_holds_the_scenario_words_and_voc_classes(dev_data):
+    keys = {w.word for w in default_corpus()}
+    assert [w for w in SCENARIO_WORDS if w not in keys] == []
+    joined = {k.replace(" ", "") for k in keys}
+    classes = (dev_data / "labels.csv").read_text().splitlines()[0].split(",")[2:]
+    assert len(classes) == 20 and [c for c in classes if c not in joined] == []
+
+
+def test_default_corpus_is_brodens_objects_and_parts(dev_data):
+    broden = _broden_labels(dev_data)
+    words = [w.word for w in default_corpus()]
+    outside = [w for w in words if w not in broden and RESPELLED.get(w) not in broden and w not in ADDED]
+    assert outside == []
+    assert ADDED <= set(words) and not ADDED & broden
+    # scenes, textures and colours of Broden are left out
+    for other in ("brewery-outdoor", "bedroom", "kitchen", "flecked", "striped", "red-c", "granite", "painted"):
+        assert other in broden and other not in words
+
+
+def test_default_corpus_file_is_a_fresh_build_of_the_script(dev_data, tmp_path):
+    """The packaged file is what scripts/build_default_corpus.py writes from Broden's list."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    src = dev_data.parent / "corpora" / "broden_labels_clean.txt"
+    _broden_labels(dev_data)
+    out = tmp_path / "corpus.txt"
+    r = subprocess.run([sys.executable, str(repo / "scripts" / "build_default_corpus.py"), str(src), "--out", str(out)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    packaged = repo / "src" / "inficond" / "concepts" / "default_corpus.txt"
+    assert out.read_text() == packaged.read_text()
+    assert load_corpus(out) == default_corpus()
+
+
+def test_build_default_corpus_refuses_a_missing_or_different_broden_file(tmp_path):
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_default_corpus.py"
+    r = subprocess.run([sys.executable, str(script), str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o.txt")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not found" in r.stderr
+    other = tmp_path / "other.txt"
+    other.write_text("cat\ndog\n")  # a list without Broden's scenes: the scene list names labels it lacks
+    r = subprocess.run([sys.executable, str(script), str(other), "--out", str(tmp_path / "o.txt")],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "not in the Broden file" in (r.stderr + r.stdout)
+    assert not (tmp_path / "o.txt").exists()
 
 
 def test_default_corpus_covers_pascal_context():

@@ -169,8 +169,8 @@ def _default_text() -> str:
 
 
 def default_corpus() -> list[ConceptWord]:
-    """The packaged corpus of everyday visual concepts (objects, stuff, scenes, parts,
-    materials, textures, colours), deduplicated."""
+    """The packaged corpus: Broden's object and part labels (the paper's corpus source), about
+    640 words, built by ``scripts/build_default_corpus.py``; deduplicated."""
     words, lines = parse_txt(_default_text(), DEFAULT_CORPUS)
     return dedupe(words, lines)[0]
 
