@@ -123,3 +123,125 @@ def test_tuning_a_student_widened_with_new_concepts(setup):
     wide.scale_ = np.concatenate([st.scale_, X2[:, 50:].std(0)])
     new, h = apply_tuning(wide, X2, T, [Instruction(K_, 51, "up")], {})
     assert new.lower_.shape == (3, 52) and new.coef_[K_, 51] >= h[(K_, 51)][0] > 0
+
+
+# -- step options: erase, soft votes, label mixing ----------------------------------------------
+from inficond.store.workspace import Workspace  # noqa: E402
+from inficond.students import ProvenanceLog  # noqa: E402
+from inficond.students._solvers import kkt_violation, smooth_loss_grad  # noqa: E402
+from inficond.students.tuning import SOFT_DOWN, carry_step_params, erase_share  # noqa: E402
+from scipy.special import expit  # noqa: E402
+
+
+def test_erase_marginal_leaves_nothing_correlated_with_the_erased_concepts(setup):
+    X, T, st = setup
+    Z = st.transform(X)
+    t = T[:, K_].astype(float)
+    out = erase_share(Z, t, [3, 7], "marginal", ridge=0)
+    Zc = Z[:, [3, 7]] - Z[:, [3, 7]].mean(0)
+    np.testing.assert_allclose(Zc.T @ (out - out.mean()), 0, atol=1e-8 * len(t))
+    assert out.mean() == pytest.approx(t.mean())
+    assert np.abs(Zc.T @ (t - t.mean())).max() > 1  # there was something to erase
+
+
+def test_erase_partial_removes_only_the_concept_own_share():
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((2000, 6))
+    Z[:, 1] += 0.8 * Z[:, 0]  # correlated with the erased concept
+    t = 1.5 * Z[:, 0] + 2.0 * Z[:, 1] + 0.3
+    part = erase_share(Z, t, [0], "partial", ridge=0)
+    np.testing.assert_allclose(part, 2.0 * Z[:, 1] + 0.3 + 1.5 * Z[:, 0].mean(), atol=1e-8)
+    marg = erase_share(Z, t, [0], "marginal", ridge=0)  # also takes concept 1's correlated part
+    assert abs(np.corrcoef(marg, Z[:, 0])[0, 1]) < 1e-8
+    with pytest.raises(TuningError, match="erase_how"):
+        erase_share(Z, t, [0], "sideways")
+
+
+def test_erase_undoes_a_synthetic_shortcut(setup):
+    """Teacher logit + 2 std of concept c: a bound alone keeps the shortcut in the other weights;
+    erasing c's share gets the clean student's weights back (close)."""
+    X, T, st = setup
+    Z = st.transform(X)
+    w = st.coef_[K_]
+    c = int(np.flatnonzero(w == 0)[0])  # a concept the clean student does not use
+    Ts = T.astype(float).copy()
+    Ts[:, K_] += 2 * T[:, K_].std() * Z[:, c]
+    short = ConceptStudent(lam=0.01).fit(X, Ts)
+    assert short.coef_[K_, c] > 0.5
+    down = [Instruction(K_, c, "down")]
+    bound_only, _ = apply_tuning(short, X, Ts, down, {}, factor=1.0)
+    erased, _ = apply_tuning(short, X, Ts, down, {}, factor=1.0, erase=[(K_, c)])
+    err_bound = np.abs(np.delete(bound_only.coef_[K_] - w, c)).sum()
+    err_erase = np.abs(np.delete(erased.coef_[K_] - w, c)).sum()
+    assert err_erase < 0.5 * err_bound
+    assert erased.coef_[K_, c] <= erased.upper_[K_, c]  # the bound still holds
+
+
+def test_soft_votes_change_the_penalty_not_the_bounds(setup):
+    X, T, st = setup
+    w, pos, _, zero = concepts(st)
+    ins = [Instruction(K_, pos, "down"), Instruction(K_, zero, "up")]
+    params = carry_step_params(None, ins, mode="soft")
+    assert params == {"l1_scale": sorted([[K_, pos, SOFT_DOWN], [K_, zero, 0.0]])}
+    new, h = apply_tuning(st, X, T, ins, {}, mode="soft", **params)
+    assert h == {}  # no bound
+    assert np.isinf(new.lower_[K_]).all() and np.isinf(new.upper_[K_]).all()
+    assert abs(new.coef_[K_, pos]) < abs(w[pos])
+    # the result is the optimum of the per-concept penalty: KKT with lam * multiplier
+    Z = st.transform(X)
+    _, G, gB, _ = smooth_loss_grad(Z, expit(T[:, [K_]]), new.coef_[[K_]], new.intercept_[[K_]])
+    lam_c = np.full((1, Z.shape[1]), st.lam_[K_])
+    lam_c[0, pos] *= SOFT_DOWN
+    lam_c[0, zero] *= 1e-3
+    wk, g = new.coef_[K_], G[0]
+    viol = np.where(wk != 0, np.abs(g + lam_c[0] * np.sign(wk)), np.maximum(np.abs(g) - lam_c[0], 0))
+    assert viol.max() <= 1e-6 and abs(gB[0]) <= 1e-6
+
+
+def test_label_weight_mixes_ground_truth_into_the_target(setup):
+    X, T, st = setup
+    w, pos, _, _ = concepts(st)
+    rng = np.random.default_rng(1)
+    Y = (rng.random(T.shape) < expit(T)).astype(np.uint8)
+    ins = [Instruction(K_, pos, "up")]
+    with pytest.raises(TuningError, match="pass labels"):
+        apply_tuning(st, X, T, ins, {}, label_weight=0.3)
+    with pytest.raises(TuningError, match="labels must have shape"):
+        apply_tuning(st, X, T, ins, {}, labels=Y[:10], label_weight=0.3)
+    with pytest.raises(TuningError, match="label_weight must be"):
+        apply_tuning(st, X, T, ins, {}, labels=Y, label_weight=1.5)
+    plain, _ = apply_tuning(st, X, T, ins, {})
+    mixed, _ = apply_tuning(st, X, T, ins, {}, labels=Y, label_weight=0.3)
+    assert not np.allclose(plain.coef_[K_], mixed.coef_[K_])
+    Z = st.transform(X)
+    P = 0.7 * expit(T[:, [K_]]) + 0.3 * Y[:, [K_]]
+    _, G, _, _ = smooth_loss_grad(Z, P, mixed.coef_[[K_]], mixed.intercept_[[K_]])
+    assert kkt_violation(mixed.coef_[[K_]], G, st.lam_[[K_]][:, None], mixed.lower_[[K_]], mixed.upper_[[K_]]).max() <= 1e-6
+
+
+def test_carry_step_params_accumulates_erased_concepts():
+    p1 = carry_step_params(None, [Instruction(1, 4, "down"), Instruction(1, 2, "up")], erase=True)
+    assert p1 == {"erase": [[1, 4]]}
+    p2 = carry_step_params(p1, [Instruction(0, 3, "down")], erase=True)
+    assert p2 == {"erase": [[0, 3], [1, 4]]}
+    assert carry_step_params(p2, [Instruction(0, 5, "down")], erase=False) == p2
+
+
+def test_replay_repeats_the_step_options(setup, tmp_path):
+    X, T, st = setup
+    w, pos, _, zero = concepts(st)
+    Y = (T > 0).astype(np.uint8)
+    log = ProvenanceLog(Workspace(tmp_path / "ws", create=True))
+    root = log.record_distill(st)
+    i1 = [Instruction(K_, pos, "down")]
+    p1 = {"factor": 0.5, **carry_step_params(None, i1, erase=True), "erase_how": "marginal", "label_weight": 0.2}
+    s1, h1 = apply_tuning(st, X, T, i1, {}, labels=Y, **p1)
+    a = log.record_step(root, s1, i1, h1, step_params=p1)
+    i2 = [Instruction(K_, zero, "up")]
+    p2 = {"mode": "soft", **carry_step_params(p1, i2, mode="soft")}
+    s2, h2 = apply_tuning(s1, X, T, i2, h1, **p2)
+    log.record_step(a, s2, i2, h2, step_params=p2)
+    replayed = log.replay(log.steps(), (X, T, Y))
+    np.testing.assert_allclose(replayed.coef_, s2.coef_, atol=1e-10, rtol=0)
+    with pytest.raises(TuningError, match="unknown step_params"):
+        log.record_step(a, s2, i2, h2, step_params={"strength": 1})

@@ -30,7 +30,7 @@ import numpy as np
 from inficond.exceptions import TuningError
 from inficond.store.workspace import Workspace
 from inficond.students.estimator import ConceptStudent
-from inficond.students.tuning import Instruction, apply_tuning, bounds_from_history
+from inficond.students.tuning import STEP_PARAMS, Instruction, apply_tuning, bounds_from_history
 
 __all__ = ["ProvenanceLog", "history_to_json", "history_from_json"]
 
@@ -153,9 +153,9 @@ class ProvenanceLog:
         it. Metrics are whatever JSON the caller computes (e.g. val and test mAP).
         """
         self._row(parent_id)  # must exist
-        unknown = set(step_params or {}) - {"factor", "on_conflict", "max_iter", "tol"}
+        unknown = set(step_params or {}) - set(STEP_PARAMS)
         if unknown:
-            raise TuningError(f"unknown step_params {sorted(unknown)}; use factor, on_conflict, max_iter, tol")
+            raise TuningError(f"unknown step_params {sorted(unknown)}; use {', '.join(STEP_PARAMS)}")
         ins = [i.to_dict() if isinstance(i, Instruction) else Instruction.from_dict(i).to_dict() for i in instructions]
         params = {"estimator": student_after.get_params()}
         with self.ws.transaction() as db:
@@ -282,9 +282,10 @@ class ProvenanceLog:
         steps : list of dict, optional
             A path as returned by :meth:`steps` (default: root -> head). Its first entry must
             be a distillation.
-        inputs : Workspace or (X, T)
+        inputs : Workspace or (X, T) or (X, T, Y)
             Training concept vectors (n, C) and teacher logits (n, K); a workspace gives its
-            ``train`` split of ``concept_vectors`` and ``teacher_logits``.
+            ``train`` split of ``concept_vectors`` and ``teacher_logits`` (and labels ``Y``,
+            which steps with ``label_weight > 0`` need).
 
         The distillation is refitted with the stored estimator parameters, then every step is
         re-applied with :func:`apply_tuning` and its stored ``step_params``. Solvers are
@@ -298,8 +299,9 @@ class ProvenanceLog:
             idx = inputs.split_indices("train")
             X = np.asarray(inputs.array("concept_vectors")[idx], dtype=np.float64)
             T = np.asarray(inputs.array("teacher_logits")[idx], dtype=np.float64)
+            Y = inputs.labels[idx]
         else:
-            X, T = inputs
+            X, T, Y = (*inputs, None)[:3]
         root = self._row(steps[0]["id"])
         params = json.loads(root["params"])["estimator"]
         root_lam = _from_npy(root["lam"])
@@ -308,5 +310,5 @@ class ProvenanceLog:
         history: dict = {}
         for s in steps[1:]:
             ins = [Instruction.from_dict(d) for d in s["instructions"]]
-            student, history = apply_tuning(student, X, T, ins, history, **s["step_params"])
+            student, history = apply_tuning(student, X, T, ins, history, labels=Y, **s["step_params"])
         return student

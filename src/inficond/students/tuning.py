@@ -21,6 +21,18 @@ from the weight at that time). A vote opposite to an earlier one on the same con
 conflict: with ``on_conflict="error"`` (default) it raises :class:`TuningError` (undo or
 revert the earlier step instead); with ``on_conflict="replace"`` the earlier opposite bound is
 dropped and the new one set, explicitly. Opposite votes in one batch always raise.
+
+Options of a step (all recorded in the provenance ``step_params``, so replay repeats them):
+
+- ``mode="soft"``: votes change the concept's L1 penalty instead of setting a bound (up: no
+  penalty, down: ``SOFT_DOWN`` times the class's lam). Implemented by rescaling the concept's
+  column, which leaves the solvers untouched. Measured weaker than bounds (BENCHMARKS.md).
+- ``erase``: (class, concept) pairs whose *linear share* is regressed out of the teacher's
+  logits before the refit (:func:`erase_share`). A bound alone keeps the target, so the refit
+  moves what the teacher owes to a downvoted context onto correlated concepts; erasing takes it
+  out of the target itself. Cumulative: the caller passes every pair erased so far.
+- ``label_weight`` (with ``labels``): the refit's target becomes ``(1 - a) sigmoid(t) + a y``,
+  the Hinton-style mix of the teacher's soft labels with ground truth. Off (0) by default.
 """
 
 from __future__ import annotations
@@ -35,9 +47,16 @@ from inficond.exceptions import TuningError
 from inficond.students import _solvers
 from inficond.students.estimator import ConceptStudent, _blas_threads, _check_logits
 
-__all__ = ["Instruction", "tune_bounds", "tune_class", "apply_tuning", "bounds_from_history", "DIRECTIONS"]
+__all__ = ["Instruction", "tune_bounds", "tune_class", "apply_tuning", "bounds_from_history", "erase_share",
+           "carry_step_params", "DIRECTIONS", "STEP_PARAMS"]
 
 DIRECTIONS = ("up", "down")
+MODES = ("bound", "soft")
+ERASE_HOW = ("marginal", "partial")
+SOFT_DOWN = 10.0  # a soft downvote multiplies the concept's L1 penalty by this
+# every keyword of apply_tuning that a provenance step may record (replay passes them back)
+STEP_PARAMS = ("factor", "on_conflict", "max_iter", "tol", "mode", "erase", "erase_how", "l1_scale",
+               "label_weight")
 
 
 @dataclass(frozen=True)
@@ -147,8 +166,92 @@ def bounds_from_history(history, n_classes, n_concepts):
     return lower, upper
 
 
+def erase_share(Z, t, cols, how="marginal", ridge=1e-3):
+    """The logits ``t`` minus what they owe linearly to the concepts ``cols``.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, C)
+        Standardised concepts (zero mean per column on these rows).
+    t : ndarray of shape (n,)
+        One class's teacher logits.
+    cols : sequence of int
+    how : {"marginal", "partial"}
+        "marginal": least squares of ``t`` on the columns ``cols`` alone (with an intercept),
+        then their fitted part is removed: everything linearly predictable from those concepts
+        goes, including what correlated concepts carry of them. "partial": the coefficients of
+        ``cols`` in a (ridge-stabilised) regression on *all* concepts, i.e. only their unique
+        share holding the others fixed.
+    ridge : float
+        Ridge strength relative to ``n`` for the regressions (keeps collinear columns stable).
+
+    Returns
+    -------
+    ndarray of shape (n,): the erased logits; their mean is unchanged.
+    """
+    cols = np.asarray(sorted({int(c) for c in cols}), dtype=int)
+    t = np.asarray(t, dtype=float)
+    if cols.size == 0:
+        return t.copy()
+    if how not in ERASE_HOW:
+        raise TuningError(f"erase_how must be one of {ERASE_HOW}, got {how!r}")
+    A = Z if how == "partial" else Z[:, cols]
+    Ac = A - A.mean(0)
+    tc = t - t.mean()
+    n = A.shape[0]
+    G = Ac.T @ Ac + ridge * n * np.eye(A.shape[1])
+    beta = np.linalg.solve(G, Ac.T @ tc)
+    if how == "partial":
+        beta, Ac = beta[cols], Ac[:, cols]
+    return t - Ac @ beta
+
+
+def _pairs_for(pairs, k) -> list[int]:
+    return sorted({int(c) for kk, c, *_ in (pairs or ()) if int(kk) == k})
+
+
+def _check_step_options(mode, erase_how, label_weight, labels, n, K):
+    if mode not in MODES:
+        raise TuningError(f"mode must be one of {MODES}, got {mode!r}")
+    if erase_how not in ERASE_HOW:
+        raise TuningError(f"erase_how must be one of {ERASE_HOW}, got {erase_how!r}")
+    if not isinstance(label_weight, (int, float)) or not 0 <= label_weight <= 1:
+        raise TuningError(f"label_weight must be a number in [0, 1], got {label_weight!r}")
+    if label_weight > 0:
+        if labels is None:
+            raise TuningError("label_weight > 0 mixes ground truth into the target: pass labels (n_images, n_classes)")
+        y = np.asarray(labels)
+        if y.shape != (n, K):
+            raise TuningError(f"labels must have shape ({n}, {K}) = (images, classes), got {y.shape}")
+
+
+def carry_step_params(previous: dict | None, instructions, mode="bound", erase=False) -> dict:
+    """Cumulative ``erase`` and ``l1_scale`` for the next step, from the previous step's params.
+
+    ``erase=True`` erases every concept downvoted in this step (besides those erased before);
+    ``mode="soft"`` turns this step's votes into L1 multipliers (up 0, down ``SOFT_DOWN``; a
+    later vote on the same concept replaces the earlier multiplier).
+    """
+    previous = previous or {}
+    erased = {(int(k), int(c)) for k, c in previous.get("erase", ())}
+    scale = {(int(k), int(c)): float(m) for k, c, m in previous.get("l1_scale", ())}
+    for ins in instructions:
+        key = (int(ins.class_idx), int(ins.concept_idx))
+        if erase and ins.direction == "down":
+            erased.add(key)
+        if mode == "soft":
+            scale[key] = 0.0 if ins.direction == "up" else SOFT_DOWN
+    out = {}
+    if erased:
+        out["erase"] = [list(p) for p in sorted(erased)]
+    if scale:
+        out["l1_scale"] = [[k, c, m] for (k, c), m in sorted(scale.items())]
+    return out
+
+
 def tune_class(student: ConceptStudent, X, T, class_idx, instructions, history=None, factor=0.5,
-               on_conflict="error", max_iter=None, tol=None):
+               on_conflict="error", max_iter=None, tol=None, mode="bound", erase=(), erase_how="marginal",
+               l1_scale=(), labels=None, label_weight=0.0):
     """Apply votes to one class and refit it, warm-started, within all its bounds so far.
 
     Parameters
@@ -167,6 +270,17 @@ def tune_class(student: ConceptStudent, X, T, class_idx, instructions, history=N
     max_iter, tol : optional
         Refit limits; default the student's (the refit runs to convergence: one class takes
         tens of milliseconds).
+    mode : {"bound", "soft"}
+        "soft": the votes set no bound; ``l1_scale`` carries their penalty multipliers.
+    erase : sequence of (class_idx, concept_idx)
+        Concepts whose linear share is removed from this class's target (:func:`erase_share`).
+    erase_how : {"marginal", "partial"}
+    l1_scale : sequence of (class_idx, concept_idx, multiplier)
+        Per-concept multipliers of this class's L1 strength (default 1).
+    labels : array-like of shape (n_images, n_classes), optional
+        Ground truth of the training images; needed when ``label_weight > 0``.
+    label_weight : float in [0, 1]
+        Weight of the ground truth in the target (0 = the teacher alone).
 
     Returns
     -------
@@ -178,7 +292,12 @@ def tune_class(student: ConceptStudent, X, T, class_idx, instructions, history=N
     student._check_fitted()
     K, C = student.coef_.shape
     instructions = _validate(list(instructions), class_idx, K, C)
-    new_history = tune_bounds(student.coef_[class_idx], instructions, history, factor, on_conflict)
+    if mode not in MODES:
+        raise TuningError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "soft":  # votes live in l1_scale; earlier bounds still hold
+        new_history = dict(history or {})
+    else:
+        new_history = tune_bounds(student.coef_[class_idx], instructions, history, factor, on_conflict)
     k = int(class_idx)
     lower = np.full((1, C), -np.inf)
     upper = np.full((1, C), np.inf)
@@ -190,6 +309,25 @@ def tune_class(student: ConceptStudent, X, T, class_idx, instructions, history=N
         raise TuningError(f"bounds of concept {c} of class {k} became empty ({lower[0, c]:.4g} > {upper[0, c]:.4g})")
     Z = student.transform(X)
     T = _check_logits(T, Z.shape[0], K)
+    _check_step_options(mode, erase_how, label_weight, labels, Z.shape[0], K)
+    t = T[:, k]
+    gone = _pairs_for(erase, k)
+    if gone:
+        t = erase_share(Z, t, gone, erase_how)
+    P = expit(t)
+    if label_weight > 0:
+        P = (1 - label_weight) * P + label_weight * np.asarray(labels, dtype=float)[:, k]
+    # Per-concept L1: penalty lam*s_c*|w_c| equals lam*|v_c| with v_c = s_c*w_c on column z_c/s_c.
+    # A multiplier of 0 (no penalty) becomes 1e-3 so the rescaled column stays well conditioned.
+    s_c = np.ones(C)
+    for kk, c, m in (l1_scale or ()):
+        if int(kk) == k:
+            if not m >= 0:
+                raise TuningError(f"l1_scale multipliers must be >= 0, got {m!r} for concept {c}")
+            s_c[int(c)] = max(float(m), 1e-3)
+    w0 = student.coef_[k : k + 1] * s_c
+    lo_s, hi_s = lower * s_c, upper * s_c
+    Zs = Z / s_c if np.any(s_c != 1) else Z
     solver = student.solver if student.solver != "adam-paper" else "cd"
     kw = {"tol": tol or student.tol}
     if max_iter:
@@ -197,15 +335,17 @@ def tune_class(student: ConceptStudent, X, T, class_idx, instructions, history=N
     elif student.max_iter and student.solver != "adam-paper":  # adam's max_iter counts epochs
         kw["max_iter"] = student.max_iter
     with _blas_threads(student.n_threads):
-        res = _solvers.solve(solver, Z, expit(T[:, k : k + 1]), student.lam_[k : k + 1], lower, upper,
-                             student.coef_[k : k + 1], student.intercept_[k : k + 1], **kw)
-    return res.coef[0], float(res.intercept[0]), new_history
+        res = _solvers.solve(solver, Zs, P[:, None], student.lam_[k : k + 1], lo_s, hi_s,
+                             w0, student.intercept_[k : k + 1], **kw)
+    return res.coef[0] / s_c, float(res.intercept[0]), new_history
 
 
 def apply_tuning(student: ConceptStudent, X, T, instructions, history=None, factor=0.5, on_conflict="error",
-                 max_iter=None, tol=None):
+                 max_iter=None, tol=None, mode="bound", erase=(), erase_how="marginal", l1_scale=(), labels=None,
+                 label_weight=0.0):
     """One tuning step over any number of classes: :func:`tune_class` per class, in order of
-    first appearance, each refit seeing the previous ones' results.
+    first appearance, each refit seeing the previous ones' results. The options are
+    :func:`tune_class`'s; ``erase`` and ``l1_scale`` are cumulative (see :func:`carry_step_params`).
 
     Returns ``(new_student, new_history)``; ``student`` is not modified. This is the step that
     :meth:`ProvenanceLog.replay` repeats, so callers that record steps should use it.
@@ -223,7 +363,9 @@ def apply_tuning(student: ConceptStudent, X, T, instructions, history=None, fact
     C = student.coef_.shape[1]
     for k in order:
         ins_k = [i for i in instructions if i.class_idx == k]
-        coef_row, b, history = tune_class(student, X, T, k, ins_k, history, factor, on_conflict, max_iter, tol)
+        coef_row, b, history = tune_class(student, X, T, k, ins_k, history, factor, on_conflict, max_iter, tol,
+                                          mode=mode, erase=erase, erase_how=erase_how, l1_scale=l1_scale,
+                                          labels=labels, label_weight=label_weight)
         lower, upper = bounds_from_history({kc: v for kc, v in history.items() if kc[0] == k}, k + 1, C)
         student = student.with_class_weights(k, coef_row, b, lower[k], upper[k])
     return student, history
