@@ -131,6 +131,23 @@ def cmd_predict(a) -> None:
             print("    " + p["class"] + ": " + ", ".join(f"{c['word']} {c['contribution']:+.2f}" for c in p["concepts"]))
 
 
+def _md5_arg(value: str) -> str:
+    v = value.strip().lower()
+    if len(v) != 32 or any(c not in "0123456789abcdef" for c in v):
+        raise argparse.ArgumentTypeError(f"an MD5 is 32 hex digits, got {value!r}")
+    return v
+
+
+def cmd_download(a) -> None:
+    from inficond.download import ARCHIVES, download_dataset
+
+    spec = ARCHIVES.get(a.dataset)
+    if spec is not None:
+        print(f"{spec.about}\n  from {a.url or spec.url}" + (f" ({spec.size / 1e9:.2f} GB)" if spec.size and not a.url else ""))
+    root = download_dataset(a.dataset, a.dir, url=a.url, md5=a.md5, keep_archive=not a.delete_archive)
+    print(f"data ready in {root}\nnext: inficond prepare --data {root} --out WORKSPACE")
+
+
 def cmd_serve(a) -> None:
     from inficond.server import serve
 
@@ -222,6 +239,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top", type=int, default=3, help="contributing concepts shown per label")
     s.add_argument("--out", help="write the predictions as JSON here")
     s.set_defaults(func=cmd_predict)
+
+    s = sub.add_parser("download", help="fetch, verify and extract a public dataset (resumable)")
+    s.add_argument("dataset", choices=["voc2012"])
+    s.add_argument("dir", help="folder for the archive and the extracted data")
+    s.add_argument("--url", help="a mirror of the same archive")
+    s.add_argument("--md5", type=_md5_arg, help="expected MD5 (default: the registered one)")
+    s.add_argument("--delete-archive", action="store_true", help="delete the archive after extracting it")
+    s.set_defaults(func=cmd_download)
 
     s = sub.add_parser("serve", help="open the web app on a workspace")
     s.add_argument("workspace")
