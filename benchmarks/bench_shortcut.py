@@ -1,0 +1,299 @@
+"""Shortcut benchmark: a teacher that learned a context shortcut, and the votes that remove it.
+
+Setup (chosen before any result was seen)
+-----------------------------------------
+- Class **dog**, context **grass**. Dog is the best-populated animal class of the development
+  data and is photographed both indoors (sofas, people) and outdoors (lawns), so both halves of
+  a shortcut-free split have images; cows, sheep and horses are nearly always on grass, which
+  would leave "class without context" almost empty. The paper's own dog scenario downtunes
+  grass, and the issue's synthetic shortcut uses dog + grass, so the figures are comparable.
+- **Context judged without labels**: the workspace's concept presence of the word "grass"
+  (the encoder's concept vector column). Present: presence at or above the 70th percentile over
+  all usable images; absent: at or below the 50th percentile; images in between are ambiguous
+  and used neither for the shortcut teacher's training nor in the shortcut-free splits.
+  The label check printed with the results (share of cow/sheep/horse images per group) shows
+  whether the judgement tracks real grass.
+- **Shortcut teacher**: a real image model, the default teacher's recipe (a logistic head,
+  ``EffNetTeacher.fit``, C = 0.001, on the EfficientNet-Lite2 pooled features the workspace
+  stored in ``teacher_features``), for the dog column only, fitted on the *train* split with
+  positives = dogs with context present only, negatives = every non-dog image with the context
+  absent plus a random 10% (seed 0) of non-dog images with the context present. Dogs without
+  context are left out. The other 19 classes keep the workspace teacher's logits.
+  **Clean teacher**: the same head on every train image (so the comparison is one model family).
+- **Students**: ``Session.distill`` (default: at most 100 concepts per class) on the train split,
+  from the shortcut teacher's logits; the clean student is distilled the same way from the clean
+  teacher's logits (dog's lam chosen by the same sparsity rule).
+- **Shortcut-free splits**: within val (for choosing options) and within test (reported only):
+  dogs with the context absent (positives) and non-dogs with the context present (negatives).
+  AP of the dog logit on these images. A shortcut pushes the negatives up and the positives down.
+- **Scripted user, votes fixed before the results**: step 1 downtunes the context words
+  grass, lawn, field, meadow, pasture; step 2 uptunes dog, puppy; step 3 repeats both (the paper's
+  users repeat votes that worked). Words missing from the corpus are reported and skipped.
+- **Variants** (design choices of issue 8, chosen on the val shortcut-free split): hard bounds
+  (default), bounds + erase (marginal / partial), soft votes (per-concept L1).
+- **Suggestions**: ``Session.suggest(dog, k=5)`` on the shortcut student: does a context word
+  appear among the top 3?
+
+Targets: the votes recover at least half of the AP the shortcut cost on the shortcut-free test
+split (cost = clean student AP - shortcut student AP), and a context word is in the top-3
+suggestions.
+
+Runs on a private copy of the workspace (arrays linked read-only, ``teacher_logits`` rewritten);
+``--workspace`` lets the lead re-run it after the encoder/corpus change. Writes
+benchmarks/results/shortcut.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+RESULTS = Path(__file__).resolve().parent / "results"
+CLASS = "dog"
+CONTEXT = "grass"
+DOWN_WORDS = ["grass", "lawn", "field", "meadow", "pasture"]
+UP_WORDS = ["dog", "puppy"]
+PRESENT_Q, ABSENT_Q = 0.70, 0.50
+KEEP_CONTEXT_NEGATIVES = 0.10
+VARIANTS = {
+    "bounds (default)": {},
+    "bounds + erase (marginal)": {"erase": True, "erase_how": "marginal"},
+    "bounds + erase (partial)": {"erase": True, "erase_how": "partial"},
+    "soft votes (L1)": {"mode": "soft"},
+}
+
+
+def private_copy(src: Path, dst: Path) -> Path:
+    """A workspace at ``dst`` sharing ``src``'s arrays by symlink (never written: the Workspace
+    writes arrays by atomic rename, which replaces a link, not its target) and a copy of its DB."""
+    (dst / "arrays").mkdir(parents=True)
+    for f in (src / "arrays").iterdir():
+        if f.suffix == ".npy" and f.name != "teacher_logits.npy":
+            os.symlink(f.resolve(), dst / "arrays" / f.name)
+    with sqlite3.connect(src / "workspace.sqlite") as a, sqlite3.connect(dst / "workspace.sqlite") as b:
+        a.backup(b)
+    return dst
+
+
+def context_groups(X: np.ndarray, col: int, usable: np.ndarray):
+    """Boolean (present, absent) per image from the concept presence of column ``col``."""
+    v = X[:, col].astype(float)
+    hi, lo = np.quantile(v[usable], PRESENT_Q), np.quantile(v[usable], ABSENT_Q)
+    return (v >= hi) & usable, (v <= lo) & usable
+
+
+def fit_head(features, y):
+    from inficond.teachers.effnet import EffNetTeacher
+
+    t = EffNetTeacher(["target"]).fit(features, y[:, None].astype(np.uint8))
+    return lambda F: t.logits_from_features(F)[:, 0].astype(np.float64)
+
+
+def ap(y, s) -> float:
+    from inficond.analysis import class_metrics
+
+    return float(class_metrics(np.asarray(y), np.asarray(s))["ap"])
+
+
+def build(ws_path: Path, cls: str = CLASS, context: str = CONTEXT, seed: int = 0) -> dict:
+    """The shortcut and clean teachers' dog logits and the split masks, from a workspace."""
+    from inficond.store.workspace import Workspace
+
+    ws = Workspace(ws_path)
+    k = ws.class_index(cls)
+    col = ws.concept_index(context)
+    X = np.asarray(ws.array("concept_vectors"), dtype=np.float32)
+    F = np.asarray(ws.array("teacher_features"), dtype=np.float32)
+    Y = ws.labels
+    usable = ws.status == "done"
+    split = ws.splits
+    present, absent = context_groups(X, col, usable)
+    y = Y[:, k] > 0
+    train = (split == "train") & usable
+    rng = np.random.default_rng(seed)
+    neg_ctx = np.flatnonzero(train & ~y & present)
+    keep = rng.choice(neg_ctx, size=int(round(KEEP_CONTEXT_NEGATIVES * neg_ctx.size)), replace=False)
+    sc_rows = np.sort(np.concatenate([np.flatnonzero(train & y & present), np.flatnonzero(train & ~y & absent), keep]))
+    shortcut = fit_head(F[sc_rows], y[sc_rows])(F)
+    clean = fit_head(F[train], y[train])(F)
+    free = {s: np.flatnonzero((split == s) & usable & ((y & absent) | (~y & present))) for s in ("val", "test")}
+    grazers = [ws.class_index(c) for c in ("cow", "sheep", "horse") if c in ws.class_names]
+    check = {name: float(Y[m][:, grazers].any(1).mean()) for name, m in (("present", present), ("absent", absent))}
+    return {
+        "k": k, "X": X, "Y": Y, "y": y, "T": np.asarray(ws.array("teacher_logits"), dtype=np.float32),
+        "shortcut": shortcut, "clean": clean, "free": free, "teacher_rows": int(sc_rows.size),
+        "counts": {
+            "teacher_train_pos": int((train & y & present).sum()), "teacher_train_neg_absent": int((train & ~y & absent).sum()),
+            "teacher_train_neg_present_kept": int(keep.size),
+            **{f"{s}_free_pos": int(y[free[s]].sum()) for s in free}, **{f"{s}_free_neg": int((~y[free[s]]).sum()) for s in free},
+        },
+        "grazers_share": check,
+    }
+
+
+def resolve(words, vocab) -> tuple[list[str], list[str]]:
+    have = [w for w in words if w in vocab]
+    return have, [w for w in words if w not in vocab]
+
+
+def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = None, progress=print) -> dict:
+    from inficond.session import Session
+    from inficond.students import ConceptStudent, lambda_for_sparsity
+
+    t_start = time.perf_counter()
+    b = build(ws_src)
+    k, y, free = b["k"], b["y"], b["free"]
+    words = Session(ws_src).ws.concept_words
+    downs, missing_down = resolve(DOWN_WORDS, words)
+    ups, missing_up = resolve(UP_WORDS, words)
+
+    # clean student (dog only; per-class lam is independent of the other classes)
+    s0 = Session(ws_src)
+    train = s0.rows("train")
+    lam_kw = {"max_concepts": max_concepts} if max_concepts else {}
+    from inficond.session import DEFAULT_MAX_CONCEPTS
+
+    mc = max_concepts or DEFAULT_MAX_CONCEPTS
+    Xtr, t_clean = b["X"][train], b["clean"][train, None]
+    lam = lambda_for_sparsity(Xtr, t_clean, max_concepts=mc)
+    clean_student = ConceptStudent(lam=lam).fit(Xtr, t_clean)
+
+    def scores(student_logits_fn, rows):
+        return student_logits_fn(rows)
+
+    out = {"class": CLASS, "context": CONTEXT, "votes": {"down": downs, "up": ups},
+           "missing_words": missing_down + missing_up, "counts": b["counts"], "grazers_share": b["grazers_share"],
+           "ap": {}, "variants": {}}
+    for s in ("val", "test"):
+        r = free[s]
+        out["ap"][s] = {
+            "clean_teacher": ap(y[r], b["clean"][r]),
+            "shortcut_teacher": ap(y[r], b["shortcut"][r]),
+            "clean_student": ap(y[r], clean_student.decision_function(b["X"][r])[:, 0]),
+        }
+    progress(f"teachers and clean student ready ({time.perf_counter() - t_start:.0f} s): {out['ap']}")
+
+    # the shortcut student, through the product path (Session on a private copy)
+    base = private_copy(ws_src, tmp / "shortcut-ws")
+    T = b["T"].copy()
+    T[:, k] = b["shortcut"]
+    from inficond.store.workspace import Workspace
+
+    Workspace(base).save_array("teacher_logits", T.astype(np.float32))
+    sess = Session(base)
+    sess.distill(**lam_kw)
+    root = sess.log.head()
+
+    def free_ap(s: Session, split: str) -> float:
+        r = free[split]
+        st = s.student
+        return ap(y[r], ((b["X"][r] - st.mean_) / st.scale_) @ st.coef_[k] + st.intercept_[k])
+
+    def full_ap(s: Session, split: str) -> float:
+        return s._class_metrics(k, split)["ap"]
+
+    for split in ("val", "test"):
+        out["ap"][split]["shortcut_student"] = free_ap(sess, split)
+    sugg = sess.suggest(CLASS, k=5)
+    out["suggestions"] = [{"word": m["word"], "direction": m["direction"], "gain": m["gain"]} for m in sugg]
+    top3 = [m["word"] for m in sugg[:3]]
+    out["suggest_top3_has_context"] = any(w in DOWN_WORDS and m["direction"] == "down" for w, m in zip(top3, sugg))
+    progress(f"shortcut student ready: {out['ap']}; suggestions {out['suggestions']}")
+
+    steps = [[(w, "down") for w in downs], [(w, "up") for w in ups], [(w, "down") for w in downs] + [(w, "up") for w in ups]]
+    for name, opts in variants.items():
+        sess.revert(root)
+        rows = [{"step": 0, "votes": "", **{f"free_{sp}": free_ap(sess, sp) for sp in ("val", "test")},
+                 **{f"all_{sp}": full_ap(sess, sp) for sp in ("val", "test")}, "agreement_val": None}]
+        for i, votes in enumerate(steps, 1):
+            res = sess.tune([{"class": CLASS, "concept": w, "direction": d} for w, d in votes], **opts)
+            fid = res.get("fidelity", {})
+            rows.append({"step": i, "votes": " ".join(("▼" if d == "down" else "▲") + w for w, d in votes),
+                         **{f"free_{sp}": free_ap(sess, sp) for sp in ("val", "test")},
+                         **{f"all_{sp}": full_ap(sess, sp) for sp in ("val", "test")},
+                         "agreement_val": (fid.get("after") or {}).get("agreement")})
+        out["variants"][name] = rows
+        progress(f"{name}: " + ", ".join(f"{r['free_val']:.3f}/{r['free_test']:.3f}" for r in rows))
+    for s in ("val", "test"):
+        a = out["ap"][s]
+        cost = a["clean_student"] - a["shortcut_student"]
+        a["cost"] = cost
+        a["recovered"] = {n: (rows[-1][f"free_{s}"] - a["shortcut_student"]) / cost if cost > 0 else None
+                          for n, rows in out["variants"].items()}
+    out["seconds"] = time.perf_counter() - t_start
+    return out
+
+
+def report(out: dict, ws: str) -> str:
+    from machine import machine_line
+
+    a = out["ap"]
+    c = out["counts"]
+    lines = [
+        "## Shortcut benchmark: a teacher that learned 'grass means dog', and the votes that remove it",
+        "",
+        f"Machine: {machine_line()}",
+        "",
+        f"Workspace `{ws}`. Class **{out['class']}**, context **{out['context']}** judged from the concept presence "
+        f"of \"{out['context']}\" (present ≥ {PRESENT_Q:.0%} quantile, absent ≤ {ABSENT_Q:.0%}). Shortcut teacher: "
+        f"logistic head (C 0.001) on EfficientNet-Lite2 features, trained on {c['teacher_train_pos']} dogs with "
+        f"context, {c['teacher_train_neg_absent']} non-dogs without it and {c['teacher_train_neg_present_kept']} "
+        f"non-dogs with it (10%). Shortcut-free splits: val {c['val_free_pos']} dogs without context + "
+        f"{c['val_free_neg']} non-dogs with it; test {c['test_free_pos']} + {c['test_free_neg']}. "
+        f"Label check of the context judgement: cow/sheep/horse images are {out['grazers_share']['present']:.0%} of "
+        f"'present' and {out['grazers_share']['absent']:.0%} of 'absent'. Missing words: "
+        f"{', '.join(out['missing_words']) or 'none'}. Run time {out['seconds']:.0f} s.",
+        "",
+        "| AP on the shortcut-free split | val | test |",
+        "|---|---|---|",
+    ]
+    for key, label in (("clean_teacher", "clean teacher"), ("shortcut_teacher", "shortcut teacher"),
+                       ("clean_student", "clean student"), ("shortcut_student", "shortcut student (before votes)"),
+                       ("cost", "cost of the shortcut (clean − shortcut student)")):
+        lines.append(f"| {label} | {a['val'][key]:.3f} | {a['test'][key]:.3f} |")
+    lines += ["", "Votes (fixed before any result): step 1 ▼ " + ", ".join(out["votes"]["down"]) + "; step 2 ▲ "
+              + ", ".join(out["votes"]["up"]) + "; step 3 both again.", "",
+              "| variant | step | shortcut-free val AP | shortcut-free test AP | all-images val AP | all-images test AP | val agreement with teacher |",
+              "|---|---|---|---|---|---|---|"]
+    for name, rows in out["variants"].items():
+        for r in rows:
+            ag = "" if r["agreement_val"] is None else f"{r['agreement_val']:.3f}"
+            lines.append(f"| {name} | {r['step']} | {r['free_val']:.3f} | {r['free_test']:.3f} | {r['all_val']:.3f} | "
+                         f"{r['all_test']:.3f} | {ag} |")
+    lines += ["", "| variant | share of the cost recovered, val | test | target ≥ 0.5 (test) |", "|---|---|---|---|"]
+    for name in out["variants"]:
+        rv, rt = a["val"]["recovered"][name], a["test"]["recovered"][name]
+        fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+        lines.append(f"| {name} | {fmt(rv)} | {fmt(rt)} | {'met' if rt is not None and rt >= 0.5 else 'not met'} |")
+    sug = ", ".join(f"{'▲' if m['direction'] == 'up' else '▼'}{m['word']} (+{m['gain']:.3f})" for m in out["suggestions"])
+    lines += ["", f"Suggestions for dog on the shortcut student (train split): {sug}. A context word among the top 3: "
+              f"**{'yes' if out['suggest_top3_has_context'] else 'no'}**.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap_ = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap_.add_argument("--workspace", default="workspaces/dev")
+    ap_.add_argument("--max-concepts", type=int, default=None)
+    a = ap_.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-shortcut-") as tmp:
+        out = run(Path(a.workspace), Path(tmp), max_concepts=a.max_concepts)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "shortcut.json").write_text(json.dumps(out, indent=1, default=float))
+    text = report(out, a.workspace)
+    (RESULTS / "shortcut.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
