@@ -20,10 +20,12 @@ CREATE TABLE IF NOT EXISTS images (
 );
 CREATE TABLE IF NOT EXISTS concepts (
   idx    INTEGER PRIMARY KEY,               -- column in concept_vectors
-  word   TEXT NOT NULL UNIQUE,
+  word   TEXT NOT NULL UNIQUE COLLATE NOCASE, -- one rule with inficond.store.workspace.concept_key
   prompt TEXT,                              -- text actually encoded, e.g. 'a photo of a {word}'
   source TEXT NOT NULL DEFAULT 'default'    -- default | user file name | ui
 );
+-- Workspaces made before the column had COLLATE NOCASE get the same rule from this index.
+CREATE UNIQUE INDEX IF NOT EXISTS concepts_word_nocase ON concepts(word COLLATE NOCASE);
 CREATE TABLE IF NOT EXISTS patches (
   concept_idx INTEGER NOT NULL REFERENCES concepts(idx),
   rank        INTEGER NOT NULL,

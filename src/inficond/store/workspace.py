@@ -11,6 +11,12 @@ Rows of per-image arrays follow ``images.idx``; columns of ``concept_vectors`` f
 ``concepts.idx``; columns of ``labels``/``teacher_logits`` follow ``classes.idx``.
 Whole-array writes go to a temporary file that is then renamed, so a killed process leaves
 either the old or the new array, never half of one.
+
+Durability (see docs/ARCHITECTURE.md, "Crashes and power loss"): SQLite runs in WAL mode with
+``synchronous=FULL``, so a returned commit survives power loss; file writes fsync the file
+before the rename and the folder after it. A change that spans SQLite and array files (adding
+concepts) stages the new arrays, commits the rows together with a note naming the staged
+files, then renames them; opening a workspace finishes any renames a kill interrupted.
 """
 
 from __future__ import annotations
@@ -33,25 +39,44 @@ FORMAT_VERSION = 1
 DB_NAME = "workspace.sqlite"
 
 
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` as .npy through a temporary file and a rename."""
+#: meta key of the staged array renames of a committed concept addition (see ``commit_arrays``).
+PENDING_ARRAYS_KEY = "pending_array_renames"
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in folder ``path`` durable (the entry lives in the folder)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array))
+        write(f)
         f.flush()
-        os.fsync(f.fileno())
+        os.fsync(f.fileno())  # the data is on disk before the name points at it
     os.replace(tmp, path)
+    fsync_dir(path.parent)  # ... and the new name survives power loss
+
+
+def atomic_save_npy(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` to ``path`` as .npy through a temporary file, fsync and a rename."""
+    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` through a temporary file, fsync and a rename (old or new, never half)."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def concept_key(word: str) -> str:
+    """The one identity rule for concept words: spaces collapsed, case folded ('Dog' is 'dog')."""
+    return " ".join(str(word).split()).casefold()
 
 
 class Workspace:
@@ -77,15 +102,22 @@ class Workspace:
         self._lock = threading.RLock()
         self.db = sqlite3.connect(db, check_same_thread=False, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every commit fsyncs the WAL, so a finished tuning step or batch survives power
+        # loss (NORMAL only guarantees that after a checkpoint).
+        self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.executescript(resources.files("inficond.store").joinpath("schema.sql").read_text())
+        self._cache: dict[str, Any] = {}
+        try:
+            self.db.executescript(resources.files("inficond.store").joinpath("schema.sql").read_text())
+        except sqlite3.IntegrityError as e:  # an older workspace holding 'Dog' and 'dog'
+            raise WorkspaceError(f"workspace {self.path} has concept words that differ only in case ({e}); "
+                                 "rename or remove one of each pair") from None
         version = self.get_meta("format_version")
         if version is None:
             self.set_meta("format_version", FORMAT_VERSION)
         elif version != FORMAT_VERSION:
             raise WorkspaceError(f"workspace format {version} is not supported (expected {FORMAT_VERSION})")
-        self._cache: dict[str, Any] = {}
+        self.finish_array_renames()
 
     # -- transactions and metadata -------------------------------------------------
     @contextmanager
@@ -140,8 +172,9 @@ class Workspace:
                     for i, (iid, p, s, lab) in enumerate(zip(ds.image_ids, ds.paths, ds.splits, ds.labels))
                 ),
             )
-        self.set_meta("data_root", str(Path(ds.root).resolve()))
-        self.set_meta("skipped", [list(s) for s in ds.skipped])
+            # In the same transaction: a resumed run skips this method once images exist.
+            self.set_meta("data_root", str(Path(ds.root).resolve()))
+            self.set_meta("skipped", [list(s) for s in ds.skipped])
 
     def _cached(self, key: str, build):
         if key not in self._cache:
@@ -218,26 +251,57 @@ class Workspace:
         if isinstance(word, (int, np.integer)) and 0 <= int(word) < len(words):
             return int(word)
         try:
-            return self._cached("concept_pos", lambda: {w: i for i, w in enumerate(self.concept_words)})[word]
-        except KeyError:
+            return self._cached("concept_pos", lambda: {concept_key(w): i for i, w in enumerate(self.concept_words)})[
+                concept_key(word)]
+        except (KeyError, TypeError):
             raise UnknownNameError("concept", word, words) from None
 
-    def add_concepts(self, words: list[str], prompts: list[str | None] | None = None, source: str = "default") -> list[int]:
-        """Append concepts not yet present; returns the new column indices (in order)."""
+    def add_concepts(self, words: list[str], prompts: list[str | None] | None = None, source: str = "default",
+                     staged_arrays: dict[str, Path] | None = None) -> list[int]:
+        """Append concepts not yet present (by :func:`concept_key`); returns the new column indices (in order).
+
+        ``staged_arrays`` maps array names to complete, fsynced files that replace those arrays:
+        they are recorded in the same transaction as the rows and renamed after the commit
+        (by :meth:`finish_array_renames`, again on the next open when a kill came between).
+        """
         prompts = prompts or [None] * len(words)
-        have = set(self.concept_words)
-        start = len(have)
+        have = {concept_key(w) for w in self.concept_words}
+        start = len(self.concept_words)
         new = []
         with self.transaction() as db:
             for w, p in zip(words, prompts):
-                if w in have:
+                if concept_key(w) in have:
                     continue
-                have.add(w)
+                have.add(concept_key(w))
                 db.execute(
                     "INSERT INTO concepts(idx, word, prompt, source) VALUES (?, ?, ?, ?)", (start + len(new), w, p, source)
                 )
                 new.append(start + len(new))
+            if staged_arrays and new:
+                self.set_meta(PENDING_ARRAYS_KEY, {k: Path(v).name for k, v in staged_arrays.items()})
+        if staged_arrays and new:
+            self.finish_array_renames()
         return new
+
+    def stage_array(self, name: str, array: np.ndarray) -> Path:
+        """Write ``array`` durably next to ``arrays/<name>.npy`` without replacing it yet."""
+        p = self.array_path(name).with_name(f"{name}.staged.npy")
+        atomic_save_npy(p, array)
+        return p
+
+    def finish_array_renames(self) -> None:
+        """Complete the array renames of a committed concept addition (roll forward after a kill)."""
+        pending = self.get_meta(PENDING_ARRAYS_KEY)
+        if not pending:
+            return
+        with self._lock:
+            for name, staged in pending.items():
+                src = self.path / "arrays" / staged
+                if src.exists():  # absent: renamed already, before the kill
+                    os.replace(src, self.array_path(name))
+            fsync_dir(self.path / "arrays")
+            self.db.execute("DELETE FROM meta WHERE key = ?", (PENDING_ARRAYS_KEY,))
+        self._cache.clear()
 
     # -- arrays --------------------------------------------------------------------
     def array_path(self, name: str) -> Path:
@@ -269,7 +333,10 @@ class Workspace:
             )
         tmp = p.with_name(p.name + ".tmp")
         np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=tuple(shape)).flush()
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, p)
+        fsync_dir(p.parent)
         return np.load(p, mmap_mode="r+")
 
     def save_array(self, name: str, array: np.ndarray) -> None:
