@@ -16,6 +16,8 @@ from inficond.session import Session
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = Path(os.environ.get("INFICOND_TEST_WORKSPACE", REPO / "workspaces" / "small"))
+LOCAL = "http://127.0.0.1"  # the server answers loopback Host names only (see test_server_security.py)
+JSON = {"Content-Type": "application/json"}  # every POST must say JSON, even without a body
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,7 @@ def session(server_base_workspace, tmp_path_factory) -> Session:
 
 @pytest.fixture(scope="module")
 def client(session) -> TestClient:
-    return TestClient(create_app(session))
+    return TestClient(create_app(session), base_url=LOCAL)
 
 
 @pytest.fixture
@@ -46,7 +48,7 @@ def fresh(server_base_workspace, tmp_path):
     dst = tmp_path / "ws"
     shutil.copytree(server_base_workspace, dst)
     s = Session(dst)
-    return s, TestClient(create_app(s))
+    return s, TestClient(create_app(s), base_url=LOCAL)
 
 
 def weakest(session: Session) -> dict:
@@ -204,7 +206,7 @@ def test_tune_then_undo(fresh):
     assert perf["student"]["ap"] == pytest.approx(res["val"]["after"]["ap"])
     assert perf["student"]["ap"] == pytest.approx(s.performance("val")["classes"][cls["class_idx"]]["student"]["ap"])
 
-    undone = client.post("/api/provenance/undo").json()
+    undone = client.post("/api/provenance/undo", headers=JSON).json()
     assert undone["head"] == prov0["head"]
     after_undo = client.get("/api/performance").json()["classes"][cls["class_idx"]]
     assert after_undo["student"]["ap"] == pytest.approx(cls["student"]["ap"])
@@ -267,7 +269,7 @@ def test_media_served_by_id(client, session):
 
 def test_export_offers_downloads(fresh):
     s, client = fresh
-    r = client.post("/api/export")
+    r = client.post("/api/export", headers=JSON)
     assert r.status_code == 200, r.text
     files = r.json()["files"]
     assert set(files) >= {"json", "onnx"}
@@ -279,14 +281,14 @@ def test_export_offers_downloads(fresh):
 
 # ------------------------------------------------------------------ token and binding
 def test_token_required_on_every_api_request(session):
-    client = TestClient(create_app(session, token="s3cret"))
+    client = TestClient(create_app(session, token="s3cret"), base_url=LOCAL)
     assert_problem(client.get("/api/summary"), 401, "token")
     assert_problem(client.get("/api/summary", headers={"X-Inficond-Token": "wrong"}), 401)
     assert_problem(client.post("/api/tune", json={}), 401)
     assert client.get("/api/summary", headers={"X-Inficond-Token": "s3cret"}).status_code == 200
     assert client.get("/api/summary", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-    assert client.get("/api/summary?token=s3cret").status_code == 200
-    assert client.get("/api/media/images/0?token=s3cret").status_code in (200, 404)
+    assert_problem(client.get("/api/summary?token=s3cret"), 400, "not accepted in an API URL")
+    assert_problem(client.get("/api/media/images/0?token=s3cret"), 400, "header")
     assert client.get("/api/media/images/0").status_code == 401
 
 
@@ -312,7 +314,7 @@ def test_openapi_schema_has_typed_models(client):
 
 
 def test_create_app_accepts_a_workspace_path(server_base_workspace):
-    client = TestClient(create_app(server_base_workspace))
+    client = TestClient(create_app(server_base_workspace), base_url=LOCAL)
     assert client.get("/api/summary").status_code == 200
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+import warnings
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from scipy.special import expit
 
 from inficond.analysis import (
     all_class_metrics,
@@ -31,10 +33,12 @@ from inficond.analysis import (
     top_images,
     whatif_curves,
 )
-from inficond.exceptions import TuningError, UnknownNameError, WorkspaceError
+from inficond.analysis.whatif import influence_grid
+from inficond.exceptions import TuningError, UnknownNameError, VoteConflictError, WorkspaceError
 from inficond.store.workspace import Workspace
 from inficond.students import ConceptStudent, Instruction, ProvenanceLog, apply_tuning, export_student, lambda_for_sparsity
-from inficond.students.tuning import reference_influence
+from inficond.students.provenance import widen_student
+from inficond.students.tuning import ERASE_HOW, MODES as TUNE_MODES, carry_step_params, reference_influence, tune_bounds
 
 # Measured on the development data: 30 concepts per class give val mAP 0.757 on the 8 well-populated
 # classes, 100 give 0.783 (teacher 0.850); 100 ranked concepts stay readable in the views.
@@ -42,7 +46,44 @@ DEFAULT_MAX_CONCEPTS = 100
 TUNE_FACTOR = 0.5  # see inficond.students.tuning: a vote moves a weight by half a typical top influence
 
 METRICS = ("ap", "precision", "recall", "f1", "accuracy")
+
+
+def ap_interval(ap: float | None, n_pos: int, z: float = 1.96) -> list[float] | None:
+    """A 95% interval for an AP measured on ``n_pos`` positives (logit interval, Boyd et al. 2013).
+
+    A cue for the sample size, not an exact bound: few positives give a wide interval.
+    """
+    if ap is None or n_pos <= 0:
+        return None
+    a = min(max(float(ap), 1e-6), 1 - 1e-6)
+    half = z / np.sqrt(n_pos * a * (1 - a))
+    eta = np.log(a / (1 - a))
+    return [float(1 / (1 + np.exp(-(eta - half)))), float(1 / (1 + np.exp(-(eta + half))))]
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
 _PATCH_ID = re.compile(r"^(\d+)-(\d+)$")
+MAX_WORD_CHARS = 64  # a concept word or short phrase; longer ones break the views' layout
+MAX_ADDED_CONCEPTS = 1000  # words the server lets users add; each adds a float16 column per image
+
+
+class _Encoded:
+    """The workspace encoder with some words' text already encoded (outside the session lock)."""
+
+    def __init__(self, encoder, words: list[str], text) -> None:
+        self.encoder, self.text = encoder, dict(zip(words, text))
+
+    def identity(self) -> dict:
+        return self.encoder.identity()
+
+    def encode_text(self, words: list[str]) -> np.ndarray:
+        if words and all(w in self.text for w in words):
+            return np.stack([self.text[w] for w in words])
+        return self.encoder.encode_text(words)  # a word normalised differently: encode it now
 
 
 class Session:
@@ -52,14 +93,26 @@ class Session:
     ----------
     path : str or Path
         A workspace built by ``inficond prepare``.
+
+    Attributes
+    ----------
+    notices : list of str
+        Why the workspace is older than what ``prepare`` builds today (older default corpus or
+        encoder), with the command that rebuilds it; also issued as ``OutdatedWorkspaceWarning``.
     """
 
     def __init__(self, path: str | Path):
         self.ws = Workspace(path)
         if not self.ws.has_array("teacher_logits"):
             raise WorkspaceError(f"workspace {path} is not fully prepared; run `inficond prepare --out {path}` again")
+        from inficond.prepare import OutdatedWorkspaceWarning, outdated_notices
+
+        self.notices = outdated_notices(self.ws)  # an older workspace still works: a notice, not an error
+        for note in self.notices:
+            warnings.warn(note, OutdatedWorkspaceWarning, stacklevel=2)
         self.log = ProvenanceLog(self.ws)
         self._lock = threading.RLock()
+        self._encoder_lock = threading.Lock()  # one text-model load, outside self._lock
         self._cache: dict = {}
 
     # -- data ------------------------------------------------------------------------
@@ -87,12 +140,12 @@ class Session:
         return self.ws.split_indices(split)
 
     def class_idx(self, cls) -> int:
-        if isinstance(cls, str) and cls.isdigit():
+        if isinstance(cls, str) and cls.isascii() and cls.isdigit():  # "²".isdigit() too
             cls = int(cls)
         return self.ws.class_index(cls)
 
     def concept_idx(self, concept) -> int:
-        if isinstance(concept, str) and concept.isdigit():
+        if isinstance(concept, str) and concept.isascii() and concept.isdigit():
             concept = int(concept)
         return self.ws.concept_index(concept)
 
@@ -142,16 +195,11 @@ class Session:
         return self._cache["history"]
 
     def _fit_width(self, student: ConceptStudent) -> ConceptStudent:
-        """Pad a student saved before concepts were added (new concepts start at influence 0)."""
-        c = self.X.shape[1]
-        extra = c - student.coef_.shape[1]
-        if extra > 0:
-            train = self.rows("train")
-            new = self.X[train, -extra:]
-            scale = new.std(0)
-            student.coef_ = np.hstack([student.coef_, np.zeros((student.coef_.shape[0], extra))])
-            student.mean_ = np.concatenate([student.mean_, new.mean(0)])
-            student.scale_ = np.concatenate([student.scale_, np.where(scale > 0, scale, 1.0)])
+        """Pad a student saved before concepts were added (new concepts start at influence 0).
+
+        The same padding as :meth:`ProvenanceLog.replay`, so replay reproduces such states."""
+        if self.X.shape[1] > student.coef_.shape[1]:
+            student = widen_student(student, self.X[self.rows("train")])
         return student
 
     def _Z(self, split: str) -> np.ndarray:
@@ -186,6 +234,7 @@ class Session:
             "teacher": ws.get_meta("teacher"),
             "encoder": ws.get_meta("encoder"),
             "corpus": {"n_concepts": len(ws.concept_words), "sources": sources},
+            "workspace": str(self.path.resolve()),  # keys the browser's pending votes
             "student": None,
         }
         if self.log.head() is not None:
@@ -222,6 +271,7 @@ class Session:
                     "excluded": bool(self.excluded[k]),
                     "reason": reasons.get(k),
                     "n_pos": int(y[:, k].sum()),
+                    "student_ap_ci": ap_interval(sk["ap"], int(y[:, k].sum())),
                     "teacher": {m: tk[m] for m in METRICS},
                     "student": {m: sk[m] for m in METRICS},
                     "gap": None if tk["ap"] is None or sk["ap"] is None else tk["ap"] - sk["ap"],
@@ -254,15 +304,48 @@ class Session:
         rows = self.rows(split)
         return alignment(self.Y[rows, k], self.T[rows, k] > 0, self._class_scores(k, split, student) > 0)
 
-    def _discrepancy(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _discrepancy_full(self, k: int) -> dict:
         key = ("disc", k)
         if key not in self._cache:
             rows = self.rows("val")
-            d = presence_discrepancy(
+            self._cache[key] = presence_discrepancy(
                 self.X[rows], self.Y[rows, k], self._student_logits("val")[:, k] > 0
             )
-            self._cache[key] = (d["dp"], d["dn"])
         return self._cache[key]
+
+    def _discrepancy(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        d = self._discrepancy_full(k)
+        return d["dp"], d["dn"]
+
+    def _ranking_arrays(self, k: int, sort: str) -> tuple[np.ndarray, np.ndarray, str | None]:
+        """dp, dn for ranking, and a note when a discrepancy is undefined and a fallback is used.
+
+        An undefined discrepancy is all zeros, so ranking by it would fall back to index order.
+        In its place we rank by class contrast (mean presence among val positives minus among
+        val negatives), which still says which concepts set the class apart.
+        """
+        d = self._discrepancy_full(k)
+        dp, dn, note = d["dp"], d["dn"], None
+        sub = {"discrepancy_p": ("p", "positives", "pos_aligned", "pos_misaligned"),
+               "discrepancy_n": ("n", "negatives", "neg_aligned", "neg_misaligned")}.get(sort)
+        if sub and not d[f"{sub[0]}_defined"]:
+            rows = self.rows("val")
+            y = self.Y[rows, k].astype(bool)
+            X = self.X[rows]
+            right, wrong = d["counts"][sub[2]], d["counts"][sub[3]]
+            if not (y.any() and (~y).any()):
+                return dp, dn, (f"This class has no val {'positives' if not y.any() else 'negatives'}, so no "
+                                "discrepancy or contrast can rank its concepts; shown in corpus order.")
+            contrast = X[y].mean(0).astype(np.float64) - X[~y].mean(0).astype(np.float64)
+            why = (f"the student gets none of the {wrong} val {sub[1]} right" if right == 0
+                   else f"the student gets all {right} val {sub[1]} right")
+            note = (f"Discrepancy among {sub[1]} is undefined: {why}. Sorted instead by class contrast "
+                    "(how much more present a concept is among positives than among negatives).")
+            if sub[0] == "p":
+                dp = contrast
+            else:
+                dn = -contrast
+        return dp, dn, note
 
     def _whatif(self, k: int, concepts, n_points: int = 21, metrics=METRICS) -> dict:
         rows = self.rows("val")
@@ -277,7 +360,7 @@ class Session:
         if not 1 <= int(k) <= len(self.ws.concept_words):
             raise ValueError(f"k must be between 1 and {len(self.ws.concept_words)}, got {k}")
         coef = self.student.coef_[ki]
-        dp, dn = self._discrepancy(ki)
+        dp, dn, note = self._ranking_arrays(ki, sort)
         order = [d["concept_idx"] for d in rank_concepts(coef, dp, dn, by=sort, k=int(k))]
         curves = self._whatif(ki, order, metrics=("ap",))
         words = self.ws.concept_words
@@ -297,12 +380,14 @@ class Session:
                         "current": float(curves["current"][r]),
                     },
                     "patches": self._patches(int(c), limit=4),
+                    "vote": self.earlier_vote(ki, int(c)),
                 }
             )
         return {
             "class_idx": ki,
             "name": self.ws.class_names[ki],
             "sort": sort,
+            "sort_note": note,
             "k": int(k),
             "ap": self._class_metrics(ki, "val")["ap"],
             "max_abs_influence": float(np.abs(coef).max()) if coef.size else 0.0,
@@ -310,12 +395,68 @@ class Session:
             "concepts": concepts,
         }
 
-    def whatif(self, cls, concept, n_points: int = 21) -> dict:
+    def search_concepts(self, cls, q: str, limit: int = 20) -> dict:
+        """Corpus words containing ``q`` (case-insensitive), with their influence on the class.
+
+        Every word is searched, including zero-weight and newly added ones, so any concept can
+        be voted. Exact matches come first, then prefixes, then larger |influence|.
+        """
+        ki = self.class_idx(cls)
+        q = " ".join(str(q).split()).lower()
+        if not q:
+            raise ValueError("search text q is empty; type part of a concept word")
+        if not 1 <= int(limit) <= 200:
+            raise ValueError(f"limit must be between 1 and 200, got {limit}")
+        coef = self.student.coef_[ki]
+        words = self.ws.concept_words
+        hits = [i for i, w in enumerate(words) if q in w.lower()]
+        hits.sort(key=lambda i: (words[i].lower() != q, not words[i].lower().startswith(q), -abs(coef[i]), i))
+        nz_rank = {int(c): r + 1 for r, c in enumerate(np.argsort(-np.abs(coef), kind="stable")) if coef[c] != 0}
+        sources = dict(self.ws.db.execute("SELECT idx, source FROM concepts"))
+        return {
+            "class_idx": ki,
+            "name": self.ws.class_names[ki],
+            "q": q,
+            "total": len(hits),
+            "concepts": [
+                {"concept_idx": int(i), "word": words[i], "influence": float(coef[i]),
+                 "rank": nz_rank.get(int(i)), "source": sources.get(int(i)), "vote": self.earlier_vote(ki, int(i))}
+                for i in hits[: int(limit)]
+            ],
+        }
+
+    def vote_proposal(self, k: int, c: int, factor: float = TUNE_FACTOR) -> dict:
+        """Where an up or a down vote at strength ``factor`` would put the bound of concept ``c``."""
+        factor = float(factor)
+        if not (np.isfinite(factor) and 0 < factor <= 2):
+            raise ValueError(f"factor (vote strength) must be in (0, 2], got {factor!r}")
+        coef = self.student.coef_[k]
+        out = {"factor": factor, "ref": reference_influence(coef), "earlier": self.earlier_vote(k, c)}
+        for d in ("up", "down"):
+            h = tune_bounds(coef, [Instruction(k, c, d)], self.history, factor=factor, on_conflict="replace")
+            lo, hi = h[(k, c)]
+            out[d] = float(lo if d == "up" else hi)
+        return out
+
+    def whatif(self, cls, concept, n_points: int = 21, factor: float | None = None) -> dict:
         ki, ci = self.class_idx(cls), self.concept_idx(concept)
         if not 3 <= int(n_points) <= 201:
             raise ValueError(f"n_points must be between 3 and 201, got {n_points}")
-        cur = self._whatif(ki, [ci], n_points=int(n_points))
-        return {
+        proposal = None if factor is None else self.vote_proposal(ki, ci, factor)
+        if proposal is None:
+            cur = self._whatif(ki, [ci], n_points=int(n_points))
+        else:
+            # the default grid plus both proposed bounds, so the chart can be read there
+            base = influence_grid(self.student.coef_[ki], [ci], int(n_points))[0]
+            grid = np.unique(np.concatenate([base, [proposal["up"], proposal["down"]]]))
+            rows = self.rows("val")
+            s = self.student
+            cur = whatif_curves(self._Z("val"), s.coef_[ki], float(s.intercept_[ki]), self.Y[rows, ki],
+                                np.asarray([ci]), grid=grid, metrics=METRICS)
+            for d in ("up", "down"):
+                j = int(np.flatnonzero(grid == proposal[d])[0])
+                proposal[f"{d}_values"] = {m: _num(cur["values"][m][0][j]) for m in METRICS}
+        out = {
             "class_idx": ki,
             "concept_idx": ci,
             "word": self.ws.concept_words[ci],
@@ -323,13 +464,16 @@ class Session:
             "values": {m: cur["values"][m][0].tolist() for m in METRICS},
             "current": float(cur["current"][0]),
         }
+        if proposal is not None:
+            out["proposal"] = proposal
+        return out
 
     def _patches(self, c: int, limit: int | None = None) -> list[dict]:
         q = "SELECT rank, similarity, image_idx FROM patches WHERE concept_idx = ? ORDER BY rank"
         rows = self.ws.db.execute(q + (f" LIMIT {int(limit)}" if limit else ""), (c,)).fetchall()
         return [{"patch_id": f"{c}-{r}", "similarity": float(s), "image_idx": int(i)} for r, s, i in rows]
 
-    def concept_detail(self, concept, cls=None, n_images: int = 12) -> dict:
+    def concept_detail(self, concept, cls=None, n_images: int = 12, factor: float | None = None) -> dict:
         ci = self.concept_idx(concept)
         done = np.flatnonzero(self.ws.status == "done")
         col = self.X[done, ci]
@@ -362,7 +506,8 @@ class Session:
             "whatif": None,
         }
         if cls is not None:
-            out["whatif"] = self.whatif(cls, ci)
+            out["whatif"] = self.whatif(cls, ci, factor=factor)
+            out["vote"] = self.earlier_vote(self.class_idx(cls), ci)
         return out
 
     def concept_map(self) -> dict:
@@ -398,21 +543,44 @@ class Session:
             raise TuningError(f"one tuning step tunes one class; got instructions for {names}")
         return classes.pop(), parsed
 
-    def tune(self, instructions) -> dict:
-        """Apply a batch of up/down votes for one class as one provenance step."""
+    def tune(self, instructions, factor: float = TUNE_FACTOR, on_conflict: str = "error", mode: str = "bound",
+             erase: bool = False, erase_how: str = "marginal", label_weight: float = 0.0) -> dict:
+        """Apply a batch of up/down votes for one class as one provenance step.
+
+        ``factor`` is the vote strength (see :mod:`inficond.students.tuning`). A vote opposite
+        to an earlier one on the same concept raises :class:`VoteConflictError` unless
+        ``on_conflict="replace"``, which drops the earlier vote's bound.
+
+        ``mode="soft"`` changes the voted concepts' L1 penalty instead of bounding them;
+        ``erase=True`` also regresses each downvoted concept's share out of the teacher's logits
+        for this class (kept for later steps); ``label_weight`` mixes the train labels into the
+        target (0 = teacher only). All are recorded in the step so replay repeats them; see
+        :mod:`inficond.students.tuning` and BENCHMARKS.md for what each measured. The result's
+        ``fidelity`` tells how the step moved the class away from (or towards) the teacher on val.
+        """
         k, parsed = self._parse_instructions(instructions)
+        factor = float(factor)
+        if not (np.isfinite(factor) and 0 < factor <= 2):
+            raise TuningError(f"factor (vote strength) must be in (0, 2], got {factor!r}")
+        if on_conflict not in ("error", "replace"):
+            raise TuningError(f"on_conflict must be 'error' or 'replace', got {on_conflict!r}")
         train = self.rows("train")
         with self._lock:
+            if on_conflict == "error":
+                self._raise_conflicts(k, parsed)
             parent = self.log.head()
+            params = self._step_params(parent, parsed, factor, on_conflict, mode, erase, erase_how, label_weight)
             before = {s: self._class_metrics(k, s) for s in ("val", "test")}
+            fid_before = self._fidelity(k)
             t0 = time.perf_counter()
             new_student, history = apply_tuning(self.student, self.X[train], self.T[train], parsed, self.history,
-                                                factor=TUNE_FACTOR)
+                                                labels=self.Y[train] if label_weight else None, **params)
             ms = (time.perf_counter() - t0) * 1000
             after = {s: self._class_metrics(k, s, new_student) for s in ("val", "test")}
             align = {s: (self._alignment(k, s), self._alignment(k, s, new_student)) for s in ("val", "test")}
+            fid_after = self._fidelity(k, new_student)
             state = self.log.record_step(parent, new_student, parsed, history, before, after, ms,
-                                         step_params={"factor": TUNE_FACTOR})
+                                         step_params=params)
             self._cache.clear()
             self._cache.update(head=state, student=new_student, history=history)
         words = self.ws.concept_words
@@ -427,7 +595,72 @@ class Session:
             "test": {"before": before["test"], "after": after["test"]},
             "alignment": {s: {"before": b, "after": a, "change": alignment_change(b, a)} for s, (b, a) in align.items()},
             "duration_ms": round(ms, 2),
+            "factor": factor,
+            "options": {key: params[key] for key in ("mode", "erase", "erase_how", "label_weight") if key in params},
+            "fidelity": {
+                "split": "val",
+                "before": fid_before,
+                "after": fid_after,
+                "change": {m: fid_after[m] - fid_before[m] for m in fid_before},
+                # one image's prediction or more now disagrees with the teacher
+                "costs_fidelity": bool(fid_after["agreement"] - fid_before["agreement"] < -0.5 / len(self.rows("val"))),
+            },
         }
+
+    def _step_params(self, parent, parsed, factor, on_conflict, mode, erase, erase_how, label_weight) -> dict:
+        """The recorded options of a step; erased concepts and soft-vote penalties carry over from the parent."""
+        if mode not in TUNE_MODES:
+            raise TuningError(f"mode must be one of {TUNE_MODES}, got {mode!r}")
+        if erase_how not in ERASE_HOW:
+            raise TuningError(f"erase_how must be one of {ERASE_HOW}, got {erase_how!r}")
+        label_weight = float(label_weight)
+        if not 0 <= label_weight <= 1:
+            raise TuningError(f"label_weight must be in [0, 1], got {label_weight!r}")
+        prev = self.log.steps(parent)[-1]
+        params = {"factor": factor, "on_conflict": on_conflict,
+                  **carry_step_params(prev.get("step_params") if prev["kind"] == "tune" else None, parsed, mode, erase)}
+        if mode != "bound":
+            params["mode"] = mode
+        if "erase" in params:
+            params["erase_how"] = erase_how
+        if label_weight:
+            params["label_weight"] = label_weight
+        return params
+
+    def _fidelity(self, k: int, student: ConceptStudent | None = None) -> dict:
+        """Agreement with the teacher's predictions and the distillation loss to it (KL, nats) on val."""
+        rows = self.rows("val")
+        t = self.T[rows, k].astype(np.float64)
+        s = self._class_scores(k, "val", student).astype(np.float64)
+        p, q = expit(t), expit(s)
+        eps = 1e-12
+        kl = p * np.log((p + eps) / (q + eps)) + (1 - p) * np.log((1 - p + eps) / (1 - q + eps))
+        return {"agreement": float(np.mean((t > 0) == (s > 0))), "kl": float(np.mean(kl))}
+
+    def earlier_vote(self, k: int, c: int) -> str | None:
+        """The direction of the standing vote on concept ``c`` of class ``k`` (from its bound), if any."""
+        lo, hi = self.history.get((int(k), int(c)), (-np.inf, np.inf))
+        if lo > -np.inf:
+            return "up"
+        if hi < np.inf:
+            return "down"
+        return None
+
+    def _raise_conflicts(self, k: int, parsed: list[Instruction]) -> None:
+        """Votes opposite to a standing earlier vote, said in plain words (the UI offers to replace)."""
+        words, name = self.ws.concept_words, self.ws.class_names[k]
+        clash = [(p, self.earlier_vote(k, p.concept_idx)) for p in parsed]
+        clash = [(p, e) for p, e in clash if e is not None and e != p.direction]
+        if not clash:
+            return
+        verb = {"up": "uptuned", "down": "downtuned"}
+        parts = [f"\u201c{words[p.concept_idx]}\u201d was {verb[e]} for {name} in an earlier step" for p, e in clash]
+        raise VoteConflictError(
+            "; ".join(parts) + ". This vote goes the other way. Replace the earlier vote with this one, "
+            "or undo the earlier step.",
+            conflicts=[{"concept_idx": p.concept_idx, "word": words[p.concept_idx], "earlier": e,
+                        "now": p.direction} for p, e in clash],
+        )
 
     def provenance(self) -> dict:
         self._require_student()
@@ -456,14 +689,35 @@ class Session:
                     "on_head_path": s["id"] in on_path,
                 }
             )
-        path_steps = [s for s in steps if s["on_head_path"] and s["kind"] == "tune"]
+        return {"head": head, "cumulative": self._cumulative(steps), "steps": steps}
 
-        def total(split):
-            return float(sum(s[split]["after"]["ap"] - s[split]["before"]["ap"] for s in path_steps
-                             if s[split]["after"] and s[split]["before"] and s[split]["after"]["ap"] is not None
-                             and s[split]["before"]["ap"] is not None))
+    def _cumulative(self, steps: list[dict]) -> dict:
+        """Change since the current student's distillation, along the head path.
 
-        return {"head": head, "cumulative": {"val_ap_delta": total("val"), "test_ap_delta": total("test")}, "steps": steps}
+        AP changes of different classes do not add up to anything; per class they do (a step
+        refits only its class, so its deltas telescope). The mean-AP change is the sum of the
+        per-class changes over the classes in the mean, divided by their number.
+        """
+        names = self.ws.class_names
+        per: dict[int, dict] = {}
+        for s in steps:
+            if not (s["on_head_path"] and s["kind"] == "tune" and s["class_idx"] is not None):
+                continue
+            row = per.setdefault(s["class_idx"], {"class_idx": s["class_idx"], "name": names[s["class_idx"]],
+                                                  "steps": 0, "val_ap_delta": 0.0, "test_ap_delta": 0.0})
+            row["steps"] += 1
+            for split in ("val", "test"):
+                b, a = (s[split] or {}).get("before"), (s[split] or {}).get("after")
+                if row[f"{split}_ap_delta"] is None or not (b and a) or b.get("ap") is None or a.get("ap") is None:
+                    row[f"{split}_ap_delta"] = None
+                else:
+                    row[f"{split}_ap_delta"] += a["ap"] - b["ap"]
+        out = {"per_class": sorted(per.values(), key=lambda r: r["class_idx"])}
+        for split in ("val", "test"):
+            n = self.performance(split)["n_classes_in_mean"]
+            d = [r[f"{split}_ap_delta"] for r in per.values() if not self.excluded[r["class_idx"]]]
+            out[f"{split}_map_delta"] = (float(sum(x for x in d if x is not None)) / n) if n else None
+        return out
 
     def undo(self) -> dict:
         with self._lock:
@@ -475,6 +729,8 @@ class Session:
     def revert(self, state_id: int) -> dict:
         with self._lock:
             self._require_student()
+            if not any(str(s["id"]) == str(state_id).strip() for s in self.log.all_states()):
+                raise UnknownNameError("tuning state", state_id)
             self.log.revert(int(state_id))
             self._cache.clear()
         return self.provenance()
@@ -502,33 +758,73 @@ class Session:
                 for m in moves]
 
     # -- corpus and export -------------------------------------------------------------
-    def add_concepts(self, words: list[str]) -> dict:
-        """Encode new concept words (text only) and add their columns; no image is re-encoded."""
-        from inficond.concepts import extend_concepts
-        from inficond.encoders.base import create_encoder
+    def add_concepts(self, words: list[str], max_added: int | None = None) -> dict:
+        """Encode new concept words (text only) and add their columns; no image is re-encoded.
 
+        The text is encoded without holding the session lock (the first call loads the text
+        model, ~16 s), so every other request goes on meanwhile; only the commit takes the lock.
+        ``max_added`` caps the concepts added after prepare (the server passes MAX_ADDED_CONCEPTS).
+        """
+        return self.commit_concepts(self.encode_concepts(words, max_added=max_added))
+
+    def encode_concepts(self, words: list[str], max_added: int | None = None) -> dict:
+        """Step one of :meth:`add_concepts`, outside the lock: clean the words and encode the new ones."""
         clean, skipped = [], []
-        have = set(self.ws.concept_words)
+        with self._lock:
+            have = set(self.ws.concept_words)
+            n_added = self._n_added_concepts()
         for w in words:
             w2 = " ".join(str(w).split()).lower()
             if not w2:
                 skipped.append({"word": w, "reason": "empty"})
+            elif len(w2) > MAX_WORD_CHARS:
+                skipped.append({"word": w2[:MAX_WORD_CHARS] + "\u2026",
+                                "reason": f"longer than {MAX_WORD_CHARS} characters ({len(w2):,})"})
             elif w2 in have or w2 in clean:
                 skipped.append({"word": w, "reason": "already in the corpus"})
             else:
                 clean.append(w2)
-        added = []
-        if clean:
+        self._check_growth(n_added, len(clean), max_added)
+        text = self._text_encoder().encode_text(clean) if clean else None
+        return {"words": clean, "text": text, "skipped": skipped, "max_added": max_added}
+
+    def commit_concepts(self, encoded: dict) -> dict:
+        """Step two of :meth:`add_concepts`, under the lock: add the encoded words' columns."""
+        from inficond.concepts import extend_concepts
+
+        words, skipped, added = encoded["words"], list(encoded["skipped"]), []
+        if words:
             with self._lock:
-                ident = dict(self.ws.get_meta("encoder"))
-                name = ident.pop("name")
-                encoder = self._encoder if getattr(self, "_encoder", None) else create_encoder(name, **ident.get("kwargs", {}))
-                self._encoder = encoder
-                idx = extend_concepts(self.ws, encoder, clean, source="ui")
+                self._check_growth(self._n_added_concepts(), len(words), encoded.get("max_added"))
+                encoder = _Encoded(self._text_encoder(), words, encoded["text"])
+                idx = extend_concepts(self.ws, encoder, words, source="ui")
                 self.__dict__.pop("X", None)
                 self._cache.clear()
                 added = [{"concept_idx": int(i), "word": self.ws.concept_words[i]} for i in idx]
+            got = {a["word"] for a in added}  # a word another call added meanwhile is skipped
+            skipped += [{"word": w, "reason": "already in the corpus"} for w in words if w not in got]
         return {"added": added, "skipped": skipped}
+
+    def _n_added_concepts(self) -> int:
+        return int(self.ws.db.execute("SELECT COUNT(*) FROM concepts WHERE source = 'ui'").fetchone()[0])
+
+    @staticmethod
+    def _check_growth(n_added: int, n_new: int, limit: int | None) -> None:
+        if limit is not None and n_new and n_added + n_new > limit:
+            raise WorkspaceError(
+                f"the corpus already holds {n_added:,} added concepts and at most {limit:,} may be "
+                f"added; these {n_new} words would exceed that (each adds a column to every image's vector)")
+
+    def _text_encoder(self):
+        """The workspace's encoder, built once (its text model loads on first use)."""
+        from inficond.encoders.base import create_encoder
+
+        with self._encoder_lock:
+            if getattr(self, "_encoder", None) is None:
+                ident = dict(self.ws.get_meta("encoder"))
+                name = ident.pop("name")
+                self._encoder = create_encoder(name, **ident.get("kwargs", {}))
+            return self._encoder
 
     def export(self, out_dir: str | Path | None = None) -> dict:
         out = Path(out_dir) if out_dir else self.path / "export" / f"state-{self.log.head()}"

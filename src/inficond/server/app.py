@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 import webbrowser
 from pathlib import Path
@@ -14,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from . import errors
 from .deps import Engine, check_token
+from .security import MAX_BODY, RequestGuard, allowed_hosts, is_loopback
 from .routers import classes, concepts, export, media, performance, provenance, summary, tuning
 from .schemas import Problem
 
@@ -27,8 +27,9 @@ _NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>InFiConD</title>
 has not been built. Run <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build</code>.</p>"""
 
 
-def create_app(session: Any, token: Optional[str] = None, *,
-               static_dir: Optional[Path] = None) -> FastAPI:
+def create_app(session: Any, token: Optional[str] = None, *, host: str = "127.0.0.1",
+               port: Optional[int] = None, static_dir: Optional[Path] = None,
+               max_body: int = MAX_BODY) -> FastAPI:
     """Build the FastAPI app over one :class:`~inficond.session.Session`.
 
     Parameters
@@ -38,9 +39,18 @@ def create_app(session: Any, token: Optional[str] = None, *,
         goes through one lock.
     token : str, optional
         When set, every ``/api`` request must carry it (``X-Inficond-Token`` header,
-        ``Authorization: Bearer``, or ``?token=``).
+        ``Authorization: Bearer``, or the cookie that ``GET /?token=`` sets; never in an API URL).
+    host : str, default '127.0.0.1'
+        The address the server is bound to. Requests must name a loopback host (127.0.0.1,
+        localhost, [::1]) or this one in their Host header; bound to 0.0.0.0 or ::, any name.
+    port : int, optional
+        The port it listens on; when given, a Host header naming another port is refused.
     static_dir : Path, optional
         The built front end; defaults to the ``static`` folder shipped in the package.
+    max_body : int
+        Largest request body in bytes (413 beyond it, before anything parses it).
+
+    See ``docs/ARCHITECTURE.md`` ("What the server accepts from whom") and ``server/security.py``.
     """
     if isinstance(session, (str, Path)):
         from inficond.session import Session
@@ -50,12 +60,12 @@ def create_app(session: Any, token: Optional[str] = None, *,
         title="InFiConD",
         version="0.1.0",
         description="Interactive no-code fine-tuning of concept-based students.",
-        responses={400: {"model": Problem}, 401: {"model": Problem}, 404: {"model": Problem},
-                   409: {"model": Problem}, 422: {"model": Problem}},
+        responses={code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 415, 422, 500)},
     )
     app.state.engine = Engine(session)
     app.state.token = token
     errors.install(app)
+    app.add_middleware(RequestGuard, hosts=allowed_hosts(host), port=port, token=token, max_body=max_body)
     for module in ROUTERS:
         app.include_router(module.router, dependencies=[Depends(check_token)])
 
@@ -69,20 +79,11 @@ def create_app(session: Any, token: Optional[str] = None, *,
     return app
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def resolve_token(host: str, token: Optional[str]) -> Optional[str]:
     """The token to require: the given one, or a fresh one when binding beyond loopback."""
     if token:
         return token
-    if _is_loopback(host):
+    if is_loopback(host):
         return None
     return secrets.token_urlsafe(24)
 
@@ -92,7 +93,8 @@ def serve(workspace: str | Path, host: str = "127.0.0.1", port: int = 8765,
     """Open ``workspace`` and serve the app until interrupted.
 
     Binding to a non-loopback address requires a token; when none is given one is generated
-    and printed as part of the URL.
+    and printed as part of the URL. Opening that URL trades the token for an HttpOnly cookie
+    and redirects to the same page without it.
     """
     import uvicorn
 
@@ -100,8 +102,8 @@ def serve(workspace: str | Path, host: str = "127.0.0.1", port: int = 8765,
 
     token = resolve_token(host, token)
     session = Session(workspace)
-    app = create_app(session, token=token)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    app = create_app(session, token=token, host=host, port=port)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
     url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
     print(f"InFiConD: serving {workspace} at {url}", flush=True)
     if open_browser:

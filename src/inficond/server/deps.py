@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hmac
+import re
 import threading
 from typing import Annotated, Any, Callable, TypeVar
 
 from fastapi import Depends, HTTPException, Request
 
+from .security import cookie_name
+
 T = TypeVar("T")
+_INT = re.compile(r"-?[0-9]+")
 
 
 class Engine:
@@ -20,7 +24,9 @@ class Engine:
 
     def __init__(self, session: Any):
         self.session = session
-        self.lock = threading.RLock()
+        # The session's own lock when it has one, so the session can release it for slow work
+        # that changes nothing (encoding new concept words) and hold it only to commit.
+        self.lock = getattr(session, "_lock", None) or threading.RLock()
         self.exports: dict[str, str] = {}  # download name -> file path, filled by /api/export
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -47,15 +53,24 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
 def check_token(request: Request) -> None:
-    """Require the app's token, from ``Authorization: Bearer``, ``X-Inficond-Token`` or
-    ``?token=``, when one is set."""
+    """Require the app's token, when one is set, from the ``X-Inficond-Token`` header,
+    ``Authorization: Bearer`` or the HttpOnly cookie that opening the printed URL sets.
+
+    Never from the query string: URLs end up in logs, history and Referer headers.
+    """
     expected = request.app.state.token
     if not expected:
         return
-    given = request.headers.get("x-inficond-token") or request.query_params.get("token")
+    if "token" in request.query_params:
+        raise HTTPException(
+            400, "the token is not accepted in an API URL; send the X-Inficond-Token header "
+                 "(the web page uses a cookie set by opening the URL that `inficond serve` printed)")
+    given = request.headers.get("x-inficond-token")
     auth = request.headers.get("authorization", "")
     if not given and auth.lower().startswith("bearer "):
         given = auth[7:].strip()
+    if not given:
+        given = request.cookies.get(cookie_name(request.scope))
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(
             401,
@@ -65,10 +80,15 @@ def check_token(request: Request) -> None:
         )
 
 
+MAX_REF = 200  # characters of a class or concept name in a URL; longer is no name we hold
+
+
 def ref(value: str, kind: str) -> int | str:
     """A class or concept given in the URL: an index when it is all digits, else a name."""
     v = value.strip()
-    if v.lstrip("-").isdigit():
+    if len(v) > MAX_REF:
+        raise HTTPException(404, f"unknown {kind}: a name of {len(v):,} characters (at most {MAX_REF})")
+    if _INT.fullmatch(v):  # ASCII digits only: "²".isdigit() is True, int("²") fails
         i = int(v)
         if i < 0:
             raise HTTPException(404, f"unknown {kind} {i}: indices start at 0")

@@ -4,6 +4,8 @@ browser as a bare 500 or an HTML page."""
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,30 +31,49 @@ TITLES = {
     405: "Method not allowed",
     409: "Conflict",
     413: "Request too large",
+    415: "Unsupported media type",
     422: "Invalid request",
     500: "Internal server error",
+    503: "Service unavailable",
 }
 
 
-def problem(status: int, detail: str, title: str | None = None) -> JSONResponse:
+MAX_DETAIL = 400  # characters; a message never carries more than a glimpse of the input
+MAX_QUOTED = 60
+_QUOTED = re.compile(r"""('[^']{%d,}'|"[^"]{%d,}")""" % (MAX_QUOTED + 1, MAX_QUOTED + 1))
+
+
+def clip(detail: str) -> str:
+    """Shorten quoted values and the whole message so no error echoes a long input back."""
+    detail = _QUOTED.sub(lambda m: f"{m[0][:MAX_QUOTED - 20]}\u2026{m[0][0]} ({len(m[0]) - 2:,} characters)", detail)
+    return detail if len(detail) <= MAX_DETAIL else detail[: MAX_DETAIL - 1] + "\u2026"
+
+
+def problem(status: int, detail: str, title: str | None = None, **extra) -> JSONResponse:
     return JSONResponse(
         {"type": "about:blank", "title": title or TITLES.get(status, "Error"),
-         "detail": detail, "status": status},
+         "detail": clip(detail), "status": status, **extra},
         status_code=status,
         media_type="application/problem+json",
     )
 
 
+def internal(request: Request, exc: BaseException) -> JSONResponse:
+    """Log the exception with a fresh error id; tell the client only plain words and the id."""
+    error_id = uuid.uuid4().hex[:12]
+    log.error("error %s on %s %s", error_id, request.method, request.url.path, exc_info=exc)
+    return problem(500, f"the server failed to answer this request (error id {error_id}); its log "
+                        "has the details under that id", error_id=error_id)
+
+
 def status_for(exc: BaseException) -> int:
-    """The HTTP status an engine exception maps to."""
+    """The HTTP status an engine exception maps to (500: a failure of ours, not of the request)."""
     if isinstance(exc, UnknownNameError):
         return 404
     if isinstance(exc, (TuningError, DataError, TeacherOutputError)):
         return 422
     if isinstance(exc, WorkspaceError):
         return 409
-    if isinstance(exc, (ValueError, IndexError, KeyError, TypeError)):
-        return 422
     return 500
 
 
@@ -65,7 +86,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
         msgs = []
-        for err in exc.errors()[:5]:
+        for err in exc.errors()[:5]:  # the message only: never err["input"], which echoes the request
             loc = tuple(err.get("loc", ()))
             where = loc[0] if loc else "request"
             msgs.append(f"{where} field '{_field(loc)}': {err.get('msg', 'invalid')}")
@@ -85,14 +106,12 @@ def install(app: FastAPI) -> None:
     async def _engine(request: Request, exc: InficondError):
         status = status_for(exc)
         if status >= 500:
-            log.exception("engine error on %s", request.url.path, exc_info=exc)
-        return problem(status, str(exc), title=type(exc).__name__)
-
-    @app.exception_handler(ValueError)
-    async def _value(request: Request, exc: ValueError):
-        return problem(422, str(exc) or type(exc).__name__)
+            return internal(request, exc)
+        extra = {"conflicts": exc.conflicts} if getattr(exc, "conflicts", None) else {}
+        return problem(status, str(exc), **extra)
 
     @app.exception_handler(Exception)
     async def _other(request: Request, exc: Exception):
-        log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-        return problem(500, f"{type(exc).__name__}: {exc}")
+        # ValueError, KeyError, ... from below the engine: a bug of ours, whose text means nothing
+        # to the user (e.g. "invalid literal for int()"); every bad input is refused before.
+        return internal(request, exc)

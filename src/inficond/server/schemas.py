@@ -8,12 +8,19 @@ The TypeScript mirror lives in ``web/src/lib/types.ts``.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ClassRef = Union[int, str]
-ConceptRef = Union[int, str]
+from inficond.session import TUNE_FACTOR
+
+# Input limits: a name longer than any we hold is refused before it reaches the engine, and no
+# error message echoes more than a glimpse of it (see server/errors.py and server/security.py).
+MAX_NAME_CHARS = 200
+MAX_WORD_CHARS = 64  # = inficond.session.MAX_WORD_CHARS
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+ClassRef = Union[Annotated[int, Field(ge=0)], Name]
+ConceptRef = Union[Annotated[int, Field(ge=0)], Name]
 
 
 class Out(BaseModel):
@@ -31,6 +38,9 @@ class Problem(BaseModel):
     detail: str
     status: int
     type: str = "about:blank"
+    error_id: Optional[str] = Field(None, description="on 500: the id under which the server log has the details")
+
+    model_config = ConfigDict(extra="allow")  # e.g. ``conflicts`` of a vote against an earlier one
 
 
 # --------------------------------------------------------------------------- summary
@@ -62,6 +72,7 @@ class Summary(Out):
     teacher: Optional[dict] = None
     encoder: Optional[dict] = None
     corpus: CorpusSummary
+    workspace: Optional[str] = Field(None, description="workspace folder (keys the browser's pending votes)")
     student: Optional[StudentSummary] = None
 
 
@@ -106,6 +117,8 @@ class ClassPerformance(Out):
     excluded: bool = False
     reason: Optional[str] = None
     n_pos: int = 0
+    student_ap_ci: Optional[list[float]] = Field(
+        None, description="approximate 95% interval of the student's AP given n_pos (a sample-size cue)")
     teacher: Scores
     student: Scores
     gap: Optional[float] = None
@@ -141,6 +154,7 @@ class ClassConcept(Out):
     discrepancy_n: Optional[float] = None
     whatif: Optional[WhatIfInline] = None
     patches: list[PatchRef] = []
+    vote: Optional[Literal["up", "down"]] = Field(None, description="a standing earlier vote on this concept")
 
 
 SortKey = Literal["influence", "discrepancy_p", "discrepancy_n"]
@@ -150,10 +164,24 @@ class ClassConcepts(Out):
     class_idx: int
     name: str
     sort: SortKey
+    sort_note: Optional[str] = Field(None, description="why the ranking fell back to another key")
     k: int
     ap: Optional[float] = None
     max_abs_influence: Optional[float] = None
     concepts: list[ClassConcept]
+
+
+class VoteProposal(Out):
+    """Where a vote at strength ``factor`` would put the concept's bound, and the metrics there
+    if only this influence moved (before the refit re-balances the others)."""
+
+    factor: float
+    ref: float
+    earlier: Optional[Literal["up", "down"]] = None
+    up: float
+    down: float
+    up_values: dict[str, Optional[float]] = {}
+    down_values: dict[str, Optional[float]] = {}
 
 
 class WhatIf(Out):
@@ -162,6 +190,24 @@ class WhatIf(Out):
     grid: list[float]
     values: dict[str, list[Optional[float]]]
     current: float
+    proposal: Optional[VoteProposal] = None
+
+
+class SearchHit(Out):
+    concept_idx: int
+    word: str
+    influence: float
+    rank: Optional[int] = Field(None, description="rank by |influence| among non-zero concepts")
+    source: Optional[str] = None
+    vote: Optional[Literal["up", "down"]] = None
+
+
+class ConceptSearch(Out):
+    class_idx: int
+    name: str
+    q: str
+    total: int
+    concepts: list[SearchHit]
 
 
 class GalleryImage(Out):
@@ -185,6 +231,7 @@ class ConceptDetail(Out):
     patches: list[PatchRef] = []
     classes: list[ConceptClass] = []
     whatif: Optional[WhatIf] = None
+    vote: Optional[Literal["up", "down"]] = None
 
 
 class MapPoint(Out):
@@ -209,7 +256,8 @@ class Suggestion(Out):
 
 
 class AddConceptsRequest(In):
-    words: list[str] = Field(min_length=1, max_length=100)
+    words: list[Annotated[str, Field(max_length=MAX_WORD_CHARS)]] = Field(
+        min_length=1, max_length=100, description=f"at most 100 words of at most {MAX_WORD_CHARS} characters")
 
 
 class AddedConcept(Out):
@@ -238,6 +286,10 @@ class Instruction(In):
 
 class TuneRequest(In):
     instructions: list[Instruction] = Field(min_length=1, max_length=200)
+    factor: float = Field(TUNE_FACTOR, gt=0, le=2, description="vote strength f: a vote moves the bound by "
+                          "f * max(|w|, ref) (see inficond.students.tuning)")
+    on_conflict: Literal["error", "replace"] = Field(
+        "error", description="'replace' drops an earlier opposite vote on the same concept")
 
 
 class MetricPair(Out):
@@ -275,9 +327,21 @@ class Step(Out):
     on_head_path: bool = True
 
 
-class Cumulative(Out):
+class ClassTotal(Out):
+    class_idx: int
+    name: str
+    steps: int
     val_ap_delta: Optional[float] = None
     test_ap_delta: Optional[float] = None
+
+
+class Cumulative(Out):
+    """Change since distillation along the head path: mean AP over the classes in the mean, and
+    AP per tuned class (AP changes of different classes are never added up)."""
+
+    val_map_delta: Optional[float] = None
+    test_map_delta: Optional[float] = None
+    per_class: list[ClassTotal] = []
 
 
 class Provenance(Out):
@@ -287,7 +351,7 @@ class Provenance(Out):
 
 
 class RevertRequest(In):
-    state_id: Union[int, str]
+    state_id: Annotated[int, Field(ge=0)]
 
 
 # --------------------------------------------------------------------------- export
