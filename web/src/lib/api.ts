@@ -11,30 +11,26 @@ export class ApiError extends Error {
   }
 }
 
-let token: string | null = null;
-if (typeof window !== "undefined") {
-  const q = new URLSearchParams(window.location.search).get("token");
-  if (q) {
-    token = q;
-    try { sessionStorage.setItem("inficond-token", q); } catch { /* private mode */ }
-  } else {
-    try { token = sessionStorage.getItem("inficond-token"); } catch { token = null; }
-  }
-}
+// The access token (servers bound beyond loopback) never appears in a URL the page builds: opening
+// the printed URL `http://host:port/?token=...` makes the server set an HttpOnly, SameSite=Strict
+// cookie and redirect to the clean URL; the browser then sends that cookie with every request
+// and <img> load. The page itself never sees the token.
 
-/** A URL for <img>/<a> (which cannot send headers): the token travels as a query parameter. */
+/** A URL for <img>/<a>: the path as is (the cookie carries the token, see above). */
 export function mediaUrl(path: string): string {
-  if (!token) return path;
-  return `${path}${path.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+  return path;
 }
 
 async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
-  if (token) headers["X-Inficond-Token"] = token;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+  // The server refuses state-changing requests that are not JSON (a cross-site form cannot send it).
+  if (method !== "GET") headers["Content-Type"] = "application/json";
   let res: Response;
   try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await fetch(path, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
   } catch (e) {
     throw new ApiError(0, "Network error", `cannot reach the InFiConD server (${(e as Error).message})`);
   }
