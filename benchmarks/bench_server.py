@@ -147,7 +147,7 @@ def main() -> None:
         r.raise_for_status()
         engine_ms.append(r.json()["duration_ms"] or 0)
         t0 = time.perf_counter()
-        client.post("/api/provenance/undo").raise_for_status()
+        client.post("/api/provenance/undo", headers={"Content-Type": "application/json"}).raise_for_status()
         undo_ms.append((time.perf_counter() - t0) * 1000)
     print(f"fine-tune round trip p50 {statistics.median(tune_ms):.1f} ms p95 {pct(tune_ms, 95):.1f} ms", flush=True)
 
