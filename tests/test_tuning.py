@@ -245,3 +245,17 @@ def test_replay_repeats_the_step_options(setup, tmp_path):
     np.testing.assert_allclose(replayed.coef_, s2.coef_, atol=1e-10, rtol=0)
     with pytest.raises(TuningError, match="unknown step_params"):
         log.record_step(a, s2, i2, h2, step_params={"strength": 1})
+
+
+def test_an_adam_student_is_refitted_the_papers_way(setup):
+    """The paper's recipe: a few warm-started Adam epochs (not the exact optimum), bounds clamped."""
+    X, T, _ = setup
+    st = ConceptStudent(lam=1e-4, solver="adam-paper").fit(X, T)
+    pos = int(np.argmax(st.coef_[K_]))
+    ins = [Instruction(K_, pos, "down")]
+    a, h = apply_tuning(st, X, T, ins, {})
+    b, _ = apply_tuning(st, X, T, ins, {})
+    np.testing.assert_array_equal(a.coef_, b.coef_)  # seeded: replayable
+    assert a.coef_[K_, pos] <= h[(K_, pos)][1]
+    exact, _ = apply_tuning(ConceptStudent(lam=1e-4).fit(X, T), X, T, ins, {})
+    assert np.abs(a.coef_[K_] - exact.coef_[K_]).max() > 1e-3

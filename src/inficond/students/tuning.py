@@ -53,6 +53,7 @@ __all__ = ["Instruction", "tune_bounds", "tune_class", "apply_tuning", "bounds_f
 DIRECTIONS = ("up", "down")
 MODES = ("bound", "soft")
 ERASE_HOW = ("marginal", "partial")
+ADAM_TUNE_EPOCHS = 5  # an "adam-paper" student is refitted the paper's way: fewer epochs than its training
 SOFT_DOWN = 10.0  # a soft downvote multiplies the concept's L1 penalty by this
 # every keyword of apply_tuning that a provenance step may record (replay passes them back)
 STEP_PARAMS = ("factor", "on_conflict", "max_iter", "tol", "mode", "erase", "erase_how", "l1_scale",
@@ -328,12 +329,16 @@ def tune_class(student: ConceptStudent, X, T, class_idx, instructions, history=N
     w0 = student.coef_[k : k + 1] * s_c
     lo_s, hi_s = lower * s_c, upper * s_c
     Zs = Z / s_c if np.any(s_c != 1) else Z
-    solver = student.solver if student.solver != "adam-paper" else "cd"
-    kw = {"tol": tol or student.tol}
-    if max_iter:
-        kw["max_iter"] = max_iter
-    elif student.max_iter and student.solver != "adam-paper":  # adam's max_iter counts epochs
-        kw["max_iter"] = student.max_iter
+    solver = student.solver
+    if solver == "adam-paper":
+        # the paper's fine-tuning: Adam warm-started from the current weights for a few epochs
+        kw = {"epochs": max_iter or ADAM_TUNE_EPOCHS, "seed": student.random_state, "n_threads": student.n_threads}
+    else:
+        kw = {"tol": tol or student.tol}
+        if max_iter:
+            kw["max_iter"] = max_iter
+        elif student.max_iter:
+            kw["max_iter"] = student.max_iter
     with _blas_threads(student.n_threads):
         res = _solvers.solve(solver, Zs, P[:, None], student.lam_[k : k + 1], lo_s, hi_s,
                              w0, student.intercept_[k : k + 1], **kw)
