@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--corpus", help="concept words (.txt or .json); default: the built-in corpus")
     s.add_argument("--limit", type=int, help="first N images of each split only")
     s.add_argument("--batch-size", type=int, default=32)
+def cmd_report(a) -> None:
+    from inficond.report import write_class_report
+
+    path = write_class_report(a.workspace, a.cls, a.out, k=a.k)
+    print(f"report of {a.cls} written to {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
+
+
     s.add_argument("--test-fraction", type=float, default=0.15)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_prepare)
@@ -272,4 +279,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    s = sub.add_parser("report", help="a class's student as one self-contained HTML file")
+    s.add_argument("workspace")
+    s.add_argument("cls", metavar="CLASS")
+    s.add_argument("--out", help="HTML file (default WS/reports/CLASS.html)")
+    s.add_argument("-k", type=int, default=10, help="top concepts shown")
+    s.set_defaults(func=cmd_report)
+
     sys.exit(main())
