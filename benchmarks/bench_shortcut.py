@@ -73,12 +73,13 @@ VARIANTS = {
 }
 
 
-def private_copy(src: Path, dst: Path) -> Path:
+def private_copy(src: Path, dst: Path, skip=()) -> Path:
     """A workspace at ``dst`` sharing ``src``'s arrays by symlink (never written: the Workspace
-    writes arrays by atomic rename, which replaces a link, not its target) and a copy of its DB."""
+    writes arrays by atomic rename, which replaces a link, not its target) and a copy of its DB;
+    arrays named in ``skip`` are left out (the caller writes its own)."""
     (dst / "arrays").mkdir(parents=True)
     for f in (src / "arrays").iterdir():
-        if f.suffix == ".npy" and f.name != "teacher_logits.npy":
+        if f.suffix == ".npy" and f.stem not in skip:
             os.symlink(f.resolve(), dst / "arrays" / f.name)
     with sqlite3.connect(src / "workspace.sqlite") as a, sqlite3.connect(dst / "workspace.sqlite") as b:
         a.backup(b)
@@ -146,7 +147,55 @@ def resolve(words, vocab) -> tuple[list[str], list[str]]:
     return have, [w for w in words if w not in vocab]
 
 
-def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = None, progress=print) -> dict:
+def synthetic_shortcut(ws_src: Path, tmp: Path, b: dict, downs, lam_kw, progress=print, n_steps: int = 4) -> dict:
+    """The issue's synthetic case: dog's teacher logit + 2 std of the standardised "grass" presence.
+
+    Four downvote steps on the context words, for each variant; AP on the shortcut-free splits.
+    """
+    from inficond.session import Session
+    from inficond.store.workspace import Workspace
+
+    k, y, free = b["k"], b["y"], b["free"]
+    T = b["T"].astype(np.float64)
+    ws = Workspace(ws_src)
+    train = ws.split_indices("train")
+    g = b["X"][:, ws.concept_index(CONTEXT)].astype(np.float64)
+    zg = (g - g[train].mean()) / g[train].std()
+    Ts = T.copy()
+    Ts[:, k] += 2 * T[train, k].std() * zg
+    res = {"clean_teacher": {}, "shortcut_teacher": {}, "variants": {}}
+    for sp in ("val", "test"):
+        r = free[sp]
+        res["clean_teacher"][sp], res["shortcut_teacher"][sp] = ap(y[r], T[r, k]), ap(y[r], Ts[r, k])
+    sessions = {}
+    for name, TT in (("clean", T), ("shortcut", Ts)):
+        path = private_copy(ws_src, tmp / f"synthetic-{name}", skip=("teacher_logits",))
+        Workspace(path).save_array("teacher_logits", TT.astype(np.float32))
+        sess = Session(path)
+        sess.distill(**lam_kw)
+        sessions[name] = sess
+
+    def free_ap(sess, sp):
+        r, st = free[sp], sess.student
+        return ap(y[r], ((b["X"][r] - st.mean_) / st.scale_) @ st.coef_[k] + st.intercept_[k])
+
+    res["clean_student"] = {sp: free_ap(sessions["clean"], sp) for sp in ("val", "test")}
+    sess = sessions["shortcut"]
+    root = sess.log.head()
+    for name, opts in (("bounds (default)", {}), ("bounds + erase (marginal)", {"erase": True}),
+                       ("bounds + erase (partial)", {"erase": True, "erase_how": "partial"})):
+        sess.revert(root)
+        rows = [{sp: free_ap(sess, sp) for sp in ("val", "test")}]
+        for _ in range(n_steps):
+            sess.tune([{"class": CLASS, "concept": w, "direction": "down"} for w in downs], **opts)
+            rows.append({sp: free_ap(sess, sp) for sp in ("val", "test")})
+        res["variants"][name] = rows
+        progress(f"synthetic {name}: " + ", ".join(f"{r['val']:.3f}/{r['test']:.3f}" for r in rows))
+    return res
+
+
+def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = None, progress=print,
+        synthetic: bool = True) -> dict:
     from inficond.session import Session
     from inficond.students import ConceptStudent, lambda_for_sparsity
 
@@ -184,7 +233,7 @@ def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = N
     progress(f"teachers and clean student ready ({time.perf_counter() - t_start:.0f} s): {out['ap']}")
 
     # the shortcut student, through the product path (Session on a private copy)
-    base = private_copy(ws_src, tmp / "shortcut-ws")
+    base = private_copy(ws_src, tmp / "shortcut-ws", skip=("teacher_logits",))
     T = b["T"].copy()
     T[:, k] = b["shortcut"]
     from inficond.store.workspace import Workspace
@@ -224,6 +273,8 @@ def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = N
                          "agreement_val": (fid.get("after") or {}).get("agreement")})
         out["variants"][name] = rows
         progress(f"{name}: " + ", ".join(f"{r['free_val']:.3f}/{r['free_test']:.3f}" for r in rows))
+    if synthetic:
+        out["synthetic"] = synthetic_shortcut(ws_src, tmp, b, downs, lam_kw, progress)
     for s in ("val", "test"):
         a = out["ap"][s]
         cost = a["clean_student"] - a["shortcut_student"]
@@ -275,6 +326,17 @@ def report(out: dict, ws: str) -> str:
         rv, rt = a["val"]["recovered"][name], a["test"]["recovered"][name]
         fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
         lines.append(f"| {name} | {fmt(rv)} | {fmt(rt)} | {'met' if rt is not None and rt >= 0.5 else 'not met'} |")
+    if out.get("synthetic"):
+        sy = out["synthetic"]
+        lines += ["", "### Synthetic shortcut (the issue's case): dog's teacher logit + 2 std of \"grass\"", "",
+                  "Same shortcut-free splits; four steps, each downtuning " + ", ".join(out["votes"]["down"]) + ".", "",
+                  "| AP on the shortcut-free split | val | test |", "|---|---|---|"]
+        for key in ("clean_teacher", "shortcut_teacher", "clean_student"):
+            lines.append(f"| {key.replace('_', ' ')} | {sy[key]['val']:.3f} | {sy[key]['test']:.3f} |")
+        lines += ["", "| variant | val AP by step | test AP by step |", "|---|---|---|"]
+        for name, rows in sy["variants"].items():
+            lines.append(f"| {name} | " + " → ".join(f"{r['val']:.3f}" for r in rows) + " | "
+                         + " → ".join(f"{r['test']:.3f}" for r in rows) + " |")
     sug = ", ".join(f"{'▲' if m['direction'] == 'up' else '▼'}{m['word']} (+{m['gain']:.3f})" for m in out["suggestions"])
     lines += ["", f"Suggestions for dog on the shortcut student (train split): {sug}. A context word among the top 3: "
               f"**{'yes' if out['suggest_top3_has_context'] else 'no'}**.", ""]
