@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from inficond.exceptions import InficondError
@@ -14,12 +15,29 @@ def _print(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
+def _encoder_kwargs(a) -> dict:
+    """The ``--clip-*`` options as open_clip encoder arguments (refused for other encoders)."""
+    from inficond.exceptions import DataError
+
+    clip = {"model_name": a.clip_model, "pretrained": a.clip_weights, "config": a.clip_config}
+    given = [f"--{k.replace('_', '-')}" for k in ("clip_model", "clip_weights", "clip_config") if getattr(a, k)]
+    if a.encoder != "open_clip":
+        if given:
+            raise DataError(f"{', '.join(given)} only apply to --encoder open_clip, not {a.encoder!r}")
+        return {}
+    if a.clip_weights is None:  # refused before any folder is made; random weights stay a Python test option
+        from inficond.encoders.open_clip_encoder import weights_help
+
+        raise DataError(f"--encoder open_clip needs trained weights: {weights_help(a.clip_model or 'ViT-B-32')}")
+    return {k: v for k, v in clip.items() if v is not None}
+
+
 def cmd_prepare(a) -> None:
     from inficond.prepare import prepare
 
     rep = prepare(
-        a.data, a.out, encoder=a.encoder, teacher=a.teacher, corpus=a.corpus, limit=a.limit,
-        batch_size=a.batch_size, test_fraction=a.test_fraction, seed=a.seed,
+        a.data, a.out, encoder=a.encoder, encoder_kwargs=_encoder_kwargs(a), teacher=a.teacher, corpus=a.corpus,
+        limit=a.limit, batch_size=a.batch_size, test_fraction=a.test_fraction, seed=a.seed,
     )
     d = rep.to_dict()
     print(
@@ -148,6 +166,13 @@ def cmd_download(a) -> None:
     print(f"data ready in {root}\nnext: inficond prepare --data {root} --out WORKSPACE")
 
 
+def cmd_report(a) -> None:
+    from inficond.report import write_class_report
+
+    path = write_class_report(a.workspace, a.cls, a.out, k=a.k)
+    print(f"report of {a.cls} written to {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
+
+
 def cmd_serve(a) -> None:
     from inficond.server import serve
 
@@ -161,18 +186,17 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("prepare", help="build or resume a workspace from a dataset")
     s.add_argument("--data", help="dataset folder (CSV, VOC or COCO layout); default $INFICOND_DATA")
     s.add_argument("--out", required=True, help="workspace folder")
-    s.add_argument("--encoder", default="conse-effnet")
+    s.add_argument("--encoder", default="conse-effnet", help="conse-effnet (offline default) | open_clip")
+    s.add_argument("--clip-model", help="open_clip architecture, e.g. ViT-B-32 (default; ViT models only)")
+    s.add_argument("--clip-weights", metavar="TAG|FILE",
+                   help="open_clip pretrained tag (downloaded by open_clip when online) or a local checkpoint file; "
+                        "required with --encoder open_clip")
+    s.add_argument("--clip-config", metavar="JSON", help="open_clip model-config JSON for an architecture open_clip "
+                                                        "does not ship (--clip-model defaults to its file name)")
     s.add_argument("--teacher", default="effnet-lite2", help="effnet-lite2 | file:PATH | onnx:PATH | torch:PATH.pt")
     s.add_argument("--corpus", help="concept words (.txt or .json); default: the built-in corpus")
     s.add_argument("--limit", type=int, help="first N images of each split only")
     s.add_argument("--batch-size", type=int, default=32)
-def cmd_report(a) -> None:
-    from inficond.report import write_class_report
-
-    path = write_class_report(a.workspace, a.cls, a.out, k=a.k)
-    print(f"report of {a.cls} written to {path} ({path.stat().st_size / 1024:.0f} KiB, self-contained)")
-
-
     s.add_argument("--test-fraction", type=float, default=0.15)
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_prepare)
@@ -255,6 +279,13 @@ def cmd_report(a) -> None:
     s.add_argument("--delete-archive", action="store_true", help="delete the archive after extracting it")
     s.set_defaults(func=cmd_download)
 
+    s = sub.add_parser("report", help="a class's student as one self-contained HTML file")
+    s.add_argument("workspace")
+    s.add_argument("cls", metavar="CLASS")
+    s.add_argument("--out", help="HTML file (default WS/reports/CLASS.html)")
+    s.add_argument("-k", type=int, default=10, help="top concepts shown")
+    s.set_defaults(func=cmd_report)
+
     s = sub.add_parser("serve", help="open the web app on a workspace")
     s.add_argument("workspace")
     s.add_argument("--host", default="127.0.0.1")
@@ -265,8 +296,17 @@ def cmd_report(a) -> None:
     return p
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    # An older workspace is worth a plain one-line notice, not a Python warning with a source line.
+    if category.__name__ == "OutdatedWorkspaceWarning":
+        print(f"inficond: notice: {message}", file=sys.stderr, flush=True)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         args.func(args)
     except InficondError as e:
@@ -279,11 +319,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    s = sub.add_parser("report", help="a class's student as one self-contained HTML file")
-    s.add_argument("workspace")
-    s.add_argument("cls", metavar="CLASS")
-    s.add_argument("--out", help="HTML file (default WS/reports/CLASS.html)")
-    s.add_argument("-k", type=int, default=10, help="top concepts shown")
-    s.set_defaults(func=cmd_report)
-
     sys.exit(main())

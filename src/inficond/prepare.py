@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from inficond.data import class_support, load_dataset
 from inficond.data.dataset import Dataset
 from inficond.data.images import load_image
-from inficond.exceptions import CorruptImageError, DataError
+from inficond.exceptions import CorruptImageError, DataError, WorkspaceError, WorkspaceMismatchError
 from inficond.store.workspace import Workspace
 
 DATA_ENV = "INFICOND_DATA"
@@ -69,6 +69,93 @@ def corpus_digest(words: list[str], prompts: list[str | None]) -> str:
     return h[:16]
 
 
+class OutdatedWorkspaceWarning(UserWarning):
+    """A workspace was built with an older default corpus or encoder version; it still works as built."""
+
+
+def _rebuild_hint(ws: Workspace, data=None) -> str:
+    root = data if isinstance(data, (str, os.PathLike)) else ws.get_meta("data_root") or "DATA"
+    return f"`inficond prepare --data {root} --out NEW_DIR`"
+
+
+def _encoder_version(name: str) -> int | None:
+    """The installed version of the registered encoder ``name`` (its module's VERSION), without building it."""
+    import sys
+
+    from inficond.encoders import base
+
+    base._load_builtin()
+    factory = base._REGISTRY.get(name)
+    return getattr(sys.modules.get(getattr(factory, "__module__", "")), "VERSION", None) if factory else None
+
+
+def _describe(key: str, value) -> str:
+    if key == "corpus" and isinstance(value, dict):
+        src = "the default corpus" if value.get("source") == "default" else f"corpus {value.get('source')}"
+        return f"{src} ({value.get('n')} words, digest {value.get('digest')})"
+    if key == "encoder" and isinstance(value, dict):
+        return f"encoder {value.get('name')} version {value.get('version')}"
+    return f"{key} {json.dumps(value, sort_keys=True)[:200]}"
+
+
+def _mismatch_message(ws: Workspace, key: str, stored, new, data) -> str:
+    """Plain words for a resumed ``prepare`` whose settings differ from the workspace's."""
+    same_kind = (isinstance(stored, dict) and isinstance(new, dict)
+                 and stored.get("name", stored.get("kind")) == new.get("name", new.get("kind")))
+    if key == "corpus" and same_kind and stored.get("source") == new.get("source") == "default":
+        what = f"an older default concept corpus ({stored.get('n')} words; this version of inficond has {new.get('n')})"
+    elif key == "encoder" and same_kind and stored.get("version") != new.get("version"):
+        what = f"an older {stored.get('name')} encoder (version {stored.get('version')}; this one is {new.get('version')})"
+    elif same_kind:
+        diff = sorted(k for k in set(stored) | set(new) if stored.get(k) != new.get(k))
+        if diff == ["text_centre"]:
+            what = f"{key} text embeddings centred on an older default concept corpus"
+        else:
+            what = f"other {key} settings ({'; '.join(f'{k}: {stored.get(k)!r}, now {new.get(k)!r}' for k in diff)[:400]})"
+    else:
+        what = f"{_describe(key, stored)}, not {_describe(key, new)}"
+    return (f"workspace {ws.path} was built with {what}, so this run cannot resume it. "
+            f"Build a new workspace with {_rebuild_hint(ws, data)} (the old one still opens as it was built, "
+            f"e.g. `inficond serve {ws.path}`), or re-run with the settings it was built with.")
+
+
+def _check_identity(ws: Workspace, key: str, value, data) -> None:
+    stored = ws.get_meta(key)
+    try:
+        ws.check_identity(key, value)
+    except WorkspaceMismatchError:
+        raise WorkspaceMismatchError(_mismatch_message(ws, key, stored, json.loads(json.dumps(value)), data)) from None
+
+
+def outdated_notices(ws: Workspace) -> list[str]:
+    """Why ``ws`` differs from what ``prepare`` would build today with the defaults, in plain words.
+
+    Cheap (no model is loaded): compares the stored default-corpus digest with the packaged corpus and
+    the stored encoder version with the installed one. An empty list means nothing is known to be outdated.
+    """
+    from inficond.concepts import default_corpus
+    from inficond.concepts.corpus import default_corpus_digest
+
+    reasons = []
+    corpus = ws.get_meta("corpus") or {}
+    if corpus.get("source") == "default":
+        words = default_corpus()
+        now = corpus_digest([w.word for w in words], [w.prompt for w in words])
+        if corpus.get("digest") != now:
+            reasons.append(f"an older default concept corpus ({corpus.get('n')} words; now {len(words)})")
+    enc = ws.get_meta("encoder") or {}
+    version = _encoder_version(enc.get("name", ""))
+    if version is not None and enc.get("version") is not None and enc["version"] != version:
+        reasons.append(f"an older {enc['name']} encoder (version {enc['version']}; now {version})")
+    centre = str(enc.get("text_centre", ""))
+    if centre.startswith("mean-default-corpus:") and centre.split(":", 1)[1] != default_corpus_digest() and not reasons:
+        reasons.append(f"{enc.get('name')} text embeddings centred on an older default corpus")
+    if not reasons:
+        return []
+    return [f"workspace {ws.path} was built with {' and '.join(reasons)}. It still works as built; to use the "
+            f"current ones, build a new workspace with {_rebuild_hint(ws)}."]
+
+
 def prepare(
     data: str | os.PathLike | Dataset | None,
     out: str | os.PathLike,
@@ -113,16 +200,18 @@ def prepare(
     if limit is not None:
         ds = ds.limit(int(limit))
     ws = Workspace(out, create=True)
-    ws.check_identity("split", {"test_fraction": test_fraction, "seed": seed, "limit": limit})
+    _check_identity(ws, "split", {"test_fraction": test_fraction, "seed": seed, "limit": limit}, data)
     ws.add_dataset(ds)
 
-    enc = create_encoder(encoder, **(encoder_kwargs or {}))
-    ws.check_identity("encoder", enc.identity())
+    # The corpus first: a new default corpus also changes the encoder's text centring, and
+    # "older corpus" is the plainer reason to give.
     words_src = default_corpus() if corpus is None else load_corpus(corpus)
     words = [w.word for w in words_src]
     prompts = [w.prompt for w in words_src]
-    ws.check_identity("corpus", {"source": "default" if corpus is None else Path(corpus).name,
-                                 "digest": corpus_digest(words, prompts), "n": len(words)})
+    _check_identity(ws, "corpus", {"source": "default" if corpus is None else Path(corpus).name,
+                                   "digest": corpus_digest(words, prompts), "n": len(words)}, data)
+    enc = create_encoder(encoder, **(encoder_kwargs or {}))
+    _check_identity(ws, "encoder", enc.identity(), data)
     if not ws.concept_words:
         ws.add_concepts(words, prompts, source="default" if corpus is None else Path(corpus).name)
     if not ws.has_array("concept_text"):
@@ -130,10 +219,15 @@ def prepare(
     text = np.asarray(ws.array("concept_text"), dtype=np.float32)
 
     teach = create_teacher(teacher, ws.class_names, workspace=ws.path)
-    ws.check_identity("teacher", teach.identity())
+    _check_identity(ws, "teacher", teach.identity(), data)
     uses_features = hasattr(teach, "features") and hasattr(teach, "logits_from_features")
 
-    n, n_cls, n_con = ws.n_images, len(ws.class_names), len(words)
+    # The workspace's concepts, not the corpus's: `add-concepts` may have appended words
+    # (with their columns) since the first run, and a resumed run must accept them.
+    n, n_cls, n_con = ws.n_images, len(ws.class_names), len(ws.concept_words)
+    if text.shape[0] != n_con:
+        raise WorkspaceError(f"workspace {ws.path} has {n_con} concept words but {text.shape[0]} concept "
+                             "embeddings; it was changed by something other than inficond")
     r_max, dim = enc.max_regions, enc.dim
     regions = ws.open_array("regions", (n, r_max, dim), np.float16)
     counts = ws.open_array("region_counts", (n,), np.int16)
@@ -207,9 +301,10 @@ def prepare(
 
     _finish_teacher(ws, teach, uses_features, progress)
     _record_class_support(ws, ds, min_positives)
-    if ws.get_meta("patches_built") != len(words):
+    # Set once every image is done; concepts added later get their patches from add-concepts.
+    if ws.get_meta("patches_built") is None:
         build_patches(ws, per_concept=patches_per_concept)
-        ws.set_meta("patches_built", len(words))
+        ws.set_meta("patches_built", len(ws.concept_words))
 
     secs = time.perf_counter() - t0
     status = ws.status

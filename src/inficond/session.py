@@ -35,7 +35,7 @@ from inficond.analysis import (
 )
 from inficond.analysis.whatif import influence_grid
 from inficond.exceptions import TuningError, UnknownNameError, VoteConflictError, WorkspaceError
-from inficond.store.workspace import Workspace
+from inficond.store.workspace import PENDING_PATCHES_KEY, Workspace
 from inficond.students import ConceptStudent, Instruction, ProvenanceLog, apply_tuning, export_student, lambda_for_sparsity
 from inficond.students.provenance import widen_student
 from inficond.students.tuning import ERASE_HOW, MODES as TUNE_MODES, carry_step_params, reference_influence, tune_bounds
@@ -111,6 +111,10 @@ class Session:
         for note in self.notices:
             warnings.warn(note, OutdatedWorkspaceWarning, stacklevel=2)
         self.log = ProvenanceLog(self.ws)
+        if self.ws.get_meta(PENDING_PATCHES_KEY):  # an add-concepts killed before its patches were built
+            from inficond.concepts.mapping import finish_pending_patches
+
+            finish_pending_patches(self.ws)
         self._lock = threading.RLock()
         self._encoder_lock = threading.Lock()  # one text-model load, outside self._lock
         self._cache: dict = {}

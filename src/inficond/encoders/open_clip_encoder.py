@@ -19,6 +19,17 @@ Image side
 Text side
     ``model.encode_text(tokenizer([template.format(w) ...]))``. All embeddings are L2-normalised
     (CLIP's space is already centred by training; no extra centring).
+
+Weights
+    A CLIP without trained weights embeds nothing meaningful, so the encoder refuses to build
+    one unless ``allow_random=True`` (tests only). Weights are a pretrained tag, which open_clip
+    downloads into its cache when online, or a local checkpoint file; from the command line::
+
+        inficond prepare --data DATA --out WS --encoder open_clip --clip-model ViT-B-32 --clip-weights laion2b_s34b_b79k
+        inficond prepare --data DATA --out WS --encoder open_clip --clip-model ViT-B-32 --clip-weights ViT-B-32.pt
+
+    A checkpoint is identified by the SHA-256 of its bytes, so a workspace resumes with the same
+    file wherever it lies and refuses a different one.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ from PIL import Image
 from inficond.encoders.base import RegionEmbeddings, register_encoder
 from inficond.exceptions import DataError, EncoderLoadError, UnknownNameError
 
-VERSION = 1
+VERSION = 2  # 2: checkpoint files identified by content digest (was name and size)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -42,8 +53,31 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _file_digest(path: Path) -> str:
-    st = path.stat()
-    return f"{path.name}:{st.st_size}"
+    """``sha256:<16 hex>`` of the file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def _is_path(pretrained: str) -> bool:
+    return os.sep in pretrained or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors")) or Path(pretrained).is_file()
+
+
+def weights_help(model_name: str) -> str:
+    """How to get weights for ``model_name``: its pretrained tags and the checkpoint-file route."""
+    try:
+        import open_clip
+
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+    except Exception:  # unknown or custom architecture
+        tags = []
+    shown = ", ".join(tags[:6]) + (", ..." if len(tags) > 6 else "") if tags else "none registered"
+    return (f"pass --clip-weights TAG (open_clip downloads it into its cache when online; tags for {model_name}: "
+            f"{shown}) or --clip-weights FILE, a checkpoint saved elsewhere, e.g. with "
+            f"`torch.save(open_clip.create_model('{model_name}', pretrained=TAG).state_dict(), 'clip.pt')` "
+            "(in Python: pretrained=TAG or pretrained=FILE)")
 
 
 @register_encoder("open_clip")
@@ -52,12 +86,19 @@ class OpenClipEncoder:
 
     Parameters
     ----------
-    model_name : str, default 'ViT-B-32'
-        open_clip architecture name (``open_clip.list_models()``).
+    model_name : str, optional
+        open_clip architecture name (``open_clip.list_models()``); default 'ViT-B-32', or the
+        stem of ``config`` when one is given.
     pretrained : str or None
         A pretrained tag (``open_clip.list_pretrained_tags_by_model(model_name)``; needs the
-        weights in the local cache or a network) or a local checkpoint path. None with no
-        ``model``: random weights (only useful for tests; a warning says so).
+        weights in the local cache or a network) or a local checkpoint path. Required unless
+        ``model`` is given or ``allow_random`` is set.
+    config : str or Path, optional
+        An open_clip model-config JSON to register first (``open_clip.add_model_config``), for an
+        architecture open_clip does not ship; ``model_name`` is then the file's stem unless given.
+    allow_random : bool, default False
+        Build ``model_name`` with random weights when ``pretrained`` is None (tests only: the
+        embeddings carry no meaning, and a warning says so).
     model : open_clip CLIP, optional
         An already built model (e.g. a tiny random model in tests); skips loading.
     tokenizer : callable, optional
@@ -81,10 +122,10 @@ class OpenClipEncoder:
 
     name = "open_clip"
 
-    def __init__(self, model_name: str = "ViT-B-32", pretrained: str | None = None, model=None, tokenizer=None,
+    def __init__(self, model_name: str | None = None, pretrained: str | None = None, model=None, tokenizer=None,
                  preprocess=None, dense: str = "maskclip", n_segments: int = 8, spatial_weight: float = 1.0,
                  whole_image: bool = True, template: str = "a photo of a {}.", batch_size: int = 16,
-                 device: str = "cpu"):
+                 device: str = "cpu", config: str | os.PathLike | None = None, allow_random: bool = False):
         import open_clip
         import torch
 
@@ -93,13 +134,23 @@ class OpenClipEncoder:
         if "{}" not in template:
             raise ValueError(f"template must contain '{{}}' where the word goes, got {template!r}")
         self.torch = torch
-        self.model_name, self.pretrained = model_name, pretrained
+        self._config_id = None
+        if config is not None:
+            cfg = Path(config)
+            if not cfg.is_file() or cfg.suffix.lower() != ".json":
+                raise EncoderLoadError(f"open_clip model config {cfg} is not a .json file; pass an open_clip model-config JSON")
+            open_clip.add_model_config(cfg)
+            model_name = model_name or cfg.stem
+            self._config_id = _file_digest(cfg)
+        model_name = model_name or "ViT-B-32"
+        self.model_name, self.pretrained = model_name, None if pretrained is None else str(pretrained)
         self.dense, self.n_segments, self.spatial_weight = dense, int(n_segments), float(spatial_weight)
         self.whole_image, self.template, self.batch_size, self.device = bool(whole_image), template, int(batch_size), device
         self._weights_id = None
+        self._weights_digest = None
 
         if model is None:
-            model = self._load(open_clip, model_name, pretrained)
+            model = self._load(open_clip, model_name, self.pretrained, allow_random)
         elif pretrained is None:
             # A model handed in: its weights are its identity.
             h = hashlib.sha256()
@@ -137,17 +188,19 @@ class OpenClipEncoder:
 
     # -- loading --------------------------------------------------------------------------
     @staticmethod
-    def _load(open_clip, model_name: str, pretrained: str | None):
+    def _load(open_clip, model_name: str, pretrained: str | None, allow_random: bool = False):
         known = open_clip.list_models()
         if model_name not in known and not model_name.startswith(("hf-hub:", "local-dir:")):
             raise UnknownNameError("open_clip model", model_name, known)
         if pretrained is None:
+            if not allow_random:
+                raise EncoderLoadError(f"open_clip {model_name} needs trained weights: {weights_help(model_name)}")
             warnings.warn(
                 f"open_clip {model_name} with random weights (pretrained=None): embeddings carry no meaning", stacklevel=3
             )
-        elif os.sep in str(pretrained) or str(pretrained).endswith((".pt", ".pth", ".bin", ".safetensors")):
+        elif _is_path(pretrained):
             if not Path(pretrained).is_file():
-                raise EncoderLoadError(f"open_clip checkpoint {pretrained} does not exist; pass a file path or a tag")
+                raise EncoderLoadError(f"open_clip checkpoint {pretrained} does not exist; {weights_help(model_name)}")
         else:
             tags = open_clip.list_pretrained_tags_by_model(model_name)
             if pretrained not in tags:
@@ -157,18 +210,21 @@ class OpenClipEncoder:
         except Exception as e:  # network down, no cache, corrupt file...
             raise EncoderLoadError(
                 f"cannot load open_clip {model_name} weights {pretrained!r}: {type(e).__name__}: {e}. "
-                "Without internet, download the checkpoint elsewhere and pass its local path as pretrained=..."
+                f"Without internet, save the checkpoint on a connected machine and pass the file: {weights_help(model_name)}"
             ) from e
         return model
 
     # -- interface ------------------------------------------------------------------------
     def identity(self) -> dict:
         weights = self._weights_id
-        if weights is None:
-            p = self.pretrained
-            weights = None if p is None else (_file_digest(Path(p)) if Path(str(p)).is_file() else str(p))
+        if weights is None and self.pretrained is not None:
+            if self._weights_digest is None:  # a checkpoint's digest once per encoder: hashing ~600 MB takes a second
+                p = self.pretrained
+                self._weights_digest = _file_digest(Path(p)) if Path(p).is_file() else f"tag:{p}"
+            weights = self._weights_digest
         return {
             "name": self.name, "version": VERSION, "model": self.model_name, "weights": weights,
+            "config": self._config_id,
             "image_size": list(self.image_size), "resize": "squash-bilinear", "dense": self.dense,
             "n_segments": self.n_segments, "spatial_weight": self.spatial_weight, "whole_image": self.whole_image,
             "template": self.template, "custom_preprocess": self.preprocess is not None,
