@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import average_precision_score
 
 from _data_fixtures import voc_subset  # noqa: F401
@@ -220,7 +221,7 @@ def test_effnet_teacher_fit_save_load_round_trip(voc_subset, tmp_path):
 
 def test_effnet_teacher_errors(tmp_path):
     t = EffNetTeacher(CLASSES)
-    with pytest.raises(Exception, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         t.logits_from_features(np.zeros((1, 1280)))
     with pytest.raises(DataError, match="labels"):
         t.fit(np.zeros((4, 1280)), np.zeros((4, 2)))
@@ -228,3 +229,66 @@ def test_effnet_teacher_errors(tmp_path):
         EffNetTeacher.load(tmp_path)
     with pytest.raises(UnknownNameError):
         EffNetTeacher(CLASSES, model_name="efficientnet-b0")
+
+
+def _fitted_head(seed=0) -> EffNetTeacher:
+    """An EffNet teacher whose head is fitted on random 1280-d features (no backbone needed)."""
+    rng = np.random.default_rng(seed)
+    feats = rng.random((24, 1280)).astype(np.float32)
+    labels = (rng.random((24, len(CLASSES))) < 0.5).astype(np.uint8)
+    return EffNetTeacher(CLASSES).fit(feats, labels)
+
+
+def test_saved_teacher_head_is_checked_on_load(tmp_path):
+    t = _fitted_head()
+    d = t.save(tmp_path / "teacher")
+    assert EffNetTeacher.load(d).head_sha1() == t.head_sha1()
+    # a head that does not match teacher.json's digest is refused with a clear error
+    with np.load(d / "head.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["coef"] = arrays["coef"] + 1e-3
+    np.savez(d / "head.npz", **arrays)
+    with pytest.raises(DataError, match="damaged: head.npz has digest"):
+        EffNetTeacher.load(d)
+    # a truncated head or teacher.json is a clear error too, not a zipfile/JSON traceback
+    t.save(d)
+    data = (d / "head.npz").read_bytes()
+    (d / "head.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataError, match="damaged"):
+        EffNetTeacher.load(d)
+    t.save(d)
+    text = (d / "teacher.json").read_text()
+    (d / "teacher.json").write_text(text[: len(text) // 2])
+    with pytest.raises(DataError, match="damaged"):
+        EffNetTeacher.load(d)
+
+
+class _Stop(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("cut", [0, 1])
+def test_teacher_save_interrupted_leaves_no_mismatched_pair(tmp_path, monkeypatch, cut):
+    """Stopped at either rename of a second save, the folder holds the old pair or no teacher.json
+    (so prepare refits), never a teacher.json that does not match its head."""
+    import os
+
+    old, new = _fitted_head(0), _fitted_head(1)
+    d = old.save(tmp_path / "teacher")
+    real = os.replace
+    calls = {"n": 0}
+
+    def stop(src, dst):
+        if calls["n"] == cut:
+            raise _Stop()
+        calls["n"] += 1
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", stop)
+    with pytest.raises(_Stop):
+        new.save(d)
+    monkeypatch.setattr(os, "replace", real)
+    if (d / "teacher.json").exists():
+        assert EffNetTeacher.load(d).head_sha1() in (old.head_sha1(), new.head_sha1())
+    else:
+        assert not create_teacher("effnet-lite2", CLASSES, workspace=tmp_path).is_fitted

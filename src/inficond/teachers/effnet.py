@@ -12,6 +12,7 @@ import io
 import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -307,17 +308,29 @@ class EffNetTeacher:
 
     # -- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
-        """Write ``teacher.json`` + ``head.npz`` into ``directory`` (created); returns it."""
+        """Write ``teacher.json`` + ``head.npz`` into ``directory`` (created); returns it.
+
+        ``teacher.json`` is the commit point: it is removed first and written last, each file
+        through a temporary file, fsync and a rename, so a kill at any moment leaves either a
+        complete, matching pair or no ``teacher.json`` (the head is then simply fitted again).
+        """
+        from inficond.store.workspace import atomic_write_bytes, fsync_dir
+
         self._check_fitted()
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        np.savez(d / "head.npz", mean=self.mean_, scale=self.scale_, coef=self.coef_, intercept=self.intercept_)
+        if (d / "teacher.json").exists():
+            (d / "teacher.json").unlink()
+            fsync_dir(d)
+        buf = io.BytesIO()
+        np.savez(buf, mean=self.mean_, scale=self.scale_, coef=self.coef_, intercept=self.intercept_)
+        atomic_write_bytes(d / "head.npz", buf.getvalue())
         meta = {k: v for k, v in self.identity().items() if k != "kind"}
         meta["batch_size"] = self.batch_size
         meta["backend"] = self.backend
         meta["constant_classes"] = self.constant_classes_
         meta["head_sha1"] = self.head_sha1()
-        (d / "teacher.json").write_text(json.dumps(meta, indent=2))
+        atomic_write_bytes(d / "teacher.json", json.dumps(meta, indent=2).encode())
         return d
 
     @classmethod
@@ -326,12 +339,21 @@ class EffNetTeacher:
         d = Path(directory)
         try:
             meta = json.loads((d / "teacher.json").read_text())
-            head = np.load(d / "head.npz")
+            with np.load(d / "head.npz", allow_pickle=False) as npz:
+                head = {k: npz[k] for k in ("mean", "scale", "coef", "intercept")}
         except FileNotFoundError as e:
             raise DataError(f"no saved EffNet teacher in {d} ({e.filename} missing); build one with fit() + save()") from None
+        except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:  # truncated JSON/npz, missing array
+            raise DataError(f"the saved EffNet teacher in {d} is damaged ({type(e).__name__}: {e}); delete the "
+                            f"folder and run `inficond prepare` again to refit the head") from None
         t = cls(meta["class_names"], model_name=meta["model"], image_size=meta["image_size"],
                 batch_size=meta.get("batch_size", 32), C=meta["C"], class_weight=meta["class_weight"],
                 sqrt_features=meta.get("sqrt_features", False), backend=meta.get("backend", "onnx"))
         t.mean_, t.scale_, t.coef_, t.intercept_ = (head[k] for k in ("mean", "scale", "coef", "intercept"))
         t.constant_classes_ = list(meta.get("constant_classes", []))
+        want = meta.get("head_sha1")
+        if want is not None and t.head_sha1() != want:
+            raise DataError(f"the saved EffNet teacher in {d} is damaged: head.npz has digest {t.head_sha1()}, "
+                            f"teacher.json expects {want}; delete the folder and run `inficond prepare` again "
+                            f"to refit the head")
         return t
