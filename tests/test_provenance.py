@@ -136,3 +136,37 @@ def test_replay_from_workspace_arrays(session, data):
     s1, h1, a = step(log, st, {}, root, [Instruction(2, 4, "down")], X, T)
     replayed = log.replay(inputs=ws)
     np.testing.assert_allclose(replayed.coef_, s1.coef_, atol=1e-12, rtol=0)
+
+
+def test_replay_spans_added_concepts(tmp_path, data):
+    """Distilled on 30 concepts, tuned, 10 concepts added (add-concepts), tuned on a new one:
+    replay on today's 40-column inputs must give the recorded state, not a refit on all 40."""
+    X, T = data
+    ws = Workspace(tmp_path / "ws", create=True)
+    log = ProvenanceLog(ws)
+    lam = np.array([0.01, 0.02, 0.015])
+    st = ConceptStudent(lam=lam).fit(X[:, :30], T)
+    root = log.record_distill(st)
+    s1, h1, a = step(log, st, {}, root, [Instruction(1, 2, "down")], X[:, :30], T)
+    # what the session does when concepts were added: new columns at influence 0, standardised
+    # with their train mean and standard deviation (float64)
+    wide = ConceptStudent(**s1.get_params())
+    for attr in ("intercept_", "lam_", "n_nonzero_", "n_iter_", "kkt_", "converged_", "lower_", "upper_"):
+        if hasattr(s1, attr):
+            setattr(wide, attr, getattr(s1, attr))
+    new = X[:, 30:].astype(np.float64)
+    wide.coef_ = np.hstack([s1.coef_, np.zeros((3, 10))])
+    wide.mean_ = np.concatenate([s1.mean_, new.mean(0)])
+    wide.scale_ = np.concatenate([s1.scale_, np.where(new.std(0) > 0, new.std(0), 1.0)])
+    wide.lower_ = np.pad(s1.lower_, ((0, 0), (0, 10)), constant_values=-np.inf)
+    wide.upper_ = np.pad(s1.upper_, ((0, 0), (0, 10)), constant_values=np.inf)
+    s2, h2, b = step(log, wide, h1, a, [Instruction(0, 35, "up"), Instruction(0, 3, "down")], X, T)
+    assert s2.coef_[0, 35] > 0
+    replayed = log.replay(inputs=(X, T))
+    assert replayed.coef_.shape == (3, 40)
+    np.testing.assert_allclose(replayed.coef_, s2.coef_, atol=1e-10, rtol=0)
+    np.testing.assert_allclose(replayed.intercept_, s2.intercept_, atol=1e-10, rtol=0)
+    # a path that stops before the addition replays on the old columns only
+    mid = log.replay(log.steps(a), (X, T))
+    assert mid.coef_.shape == (3, 30)
+    np.testing.assert_allclose(mid.coef_, s1.coef_, atol=1e-10, rtol=0)

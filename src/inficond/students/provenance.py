@@ -32,7 +32,7 @@ from inficond.store.workspace import Workspace
 from inficond.students.estimator import ConceptStudent
 from inficond.students.tuning import STEP_PARAMS, Instruction, apply_tuning, bounds_from_history
 
-__all__ = ["ProvenanceLog", "history_to_json", "history_from_json"]
+__all__ = ["ProvenanceLog", "history_to_json", "history_from_json", "widen_student"]
 
 HEAD_KEY = "student_head"
 
@@ -93,6 +93,27 @@ def history_from_json(text: str) -> dict:
         (int(k), int(c)): (-math.inf if lo is None else float(lo), math.inf if hi is None else float(hi))
         for k, c, lo, hi in json.loads(text)
     }
+
+
+def widen_student(student: ConceptStudent, X_train: np.ndarray) -> ConceptStudent:
+    """Give ``student`` the columns of concepts added after it was fitted (in place; returned).
+
+    The new concepts start at influence 0 and are standardised with their train mean and
+    standard deviation (computed in float64, so the session and :meth:`ProvenanceLog.replay`
+    agree to the bit). ``X_train`` holds every column, old and new.
+    """
+    extra = X_train.shape[1] - student.coef_.shape[1]
+    if extra > 0:
+        new = np.asarray(X_train[:, -extra:], dtype=np.float64)
+        scale = new.std(0)
+        student.coef_ = np.hstack([student.coef_, np.zeros((student.coef_.shape[0], extra))])
+        student.mean_ = np.concatenate([student.mean_, new.mean(0)])
+        student.scale_ = np.concatenate([student.scale_, np.where(scale > 0, scale, 1.0)])
+        if getattr(student, "lower_", None) is not None and student.lower_.shape[1] < student.coef_.shape[1]:
+            pad = ((0, 0), (0, extra))
+            student.lower_ = np.pad(student.lower_, pad, constant_values=-np.inf)
+            student.upper_ = np.pad(student.upper_, pad, constant_values=np.inf)
+    return student
 
 
 def _now() -> str:
@@ -290,7 +311,9 @@ class ProvenanceLog:
         The distillation is refitted with the stored estimator parameters, then every step is
         re-applied with :func:`apply_tuning` and its stored ``step_params``. Solvers are
         deterministic, so the result equals the recorded state (to rounding, ~1e-12, when
-        BLAS threading differs).
+        BLAS threading differs). Concepts added along the path (``add-concepts``) are honoured:
+        each state is replayed on the columns it was recorded with, and a student meets newly
+        added columns the way the session gives them (:func:`widen_student`).
         """
         steps = self.steps() if steps is None else list(steps)
         if not steps or steps[0]["kind"] != "distill":
@@ -306,9 +329,19 @@ class ProvenanceLog:
         params = json.loads(root["params"])["estimator"]
         root_lam = _from_npy(root["lam"])
         params["lam"] = root_lam if root_lam.size > 1 and np.ptp(root_lam) > 0 else float(root_lam[0])
-        student = ConceptStudent(**params).fit(X, T)
+        width = self._width(root)
+        if width > X.shape[1]:
+            raise TuningError(f"state {root['id']} has {width} concepts but the inputs only {X.shape[1]}")
+        student = ConceptStudent(**params).fit(X[:, :width], T)
         history: dict = {}
         for s in steps[1:]:
+            width = max(width, self._width(self._row(s["id"])))
+            student = widen_student(student, X[:, :width])
             ins = [Instruction.from_dict(d) for d in s["instructions"]]
-            student, history = apply_tuning(student, X, T, ins, history, labels=Y, **s["step_params"])
+            student, history = apply_tuning(student, X[:, :width], T, ins, history, labels=Y, **s["step_params"])
         return student
+
+    @staticmethod
+    def _width(row: dict) -> int:
+        """Concept columns of a stored state (the corpus size when it was recorded)."""
+        return int(_from_npy(row["coef"]).shape[1])
