@@ -51,7 +51,9 @@ def test_class_concepts_are_ranked_by_influence_with_whatif(prepared_workspace):
     assert top["whatif"]["grid"][i] == pytest.approx(top["influence"])
     assert top["whatif"]["ap"][i] == pytest.approx(out["ap"])
     for sort in ("discrepancy_p", "discrepancy_n"):
-        assert len(s.class_concepts(cls, k=5, sort=sort)["concepts"]) == 5
+        got = s.class_concepts(cls, k=5, sort=sort)["concepts"]
+        vals = [abs(c[sort]) for c in got]  # ranked by size, either sign
+        assert len(got) == 5 and vals == sorted(vals, reverse=True), f"{sort} not in descending order: {vals}"
 
 
 def test_unknown_names_are_clear_errors(prepared_workspace):
@@ -94,7 +96,7 @@ def test_tune_undo_revert_and_replay(workspace, tmp_path):
     assert len(prov["steps"]) == steps0 + 1 and prov["head"] == step["state_id"]
 
     # a vote against an earlier one is refused (undo that step instead); nothing is recorded
-    with pytest.raises(TuningError, match="uptuned before"):
+    with pytest.raises(TuningError, match="was uptuned for .* in an earlier step"):
         s.tune([{"class": k, "concept": up["concept_idx"], "direction": "down"}])
     assert s.provenance()["head"] == step["state_id"]
     # a second step keeps the first step's bounds
@@ -122,12 +124,33 @@ def test_tune_undo_revert_and_replay(workspace, tmp_path):
 
 
 def test_suggestions_raise_val_ap_when_applied(workspace):
+    from sklearn.metrics import average_precision_score
+
     s = Session(workspace)
     cls = weakest_class(s)["class_idx"]
-    moves = s.suggest(cls, k=3)
-    for m in moves:
-        assert m["gain"] > 0 and m["direction"] in ("up", "down")
-        assert m["ap_after"] == pytest.approx(m["ap_before"] + m["gain"])
+    moves = s.suggest(cls, k=3, split="val")
+    assert moves, "the weakest class must get at least one suggestion"
+    gains = [m["gain"] for m in moves]
+    assert gains == sorted(gains, reverse=True) and gains[-1] > 0
+    best = moves[0]
+    assert best["direction"] in ("up", "down") and best["split"] == "val"
+    # applied exactly as suggested (that one influence moved, nothing refitted): sklearn's val AP
+    st, rows = s.student, s.rows("val")
+    coef = st.coef_[cls].copy()
+    assert (best["value"] > coef[best["concept_idx"]]) == (best["direction"] == "up")
+    y = s.Y[rows, cls]
+    z = (s.X[rows] - st.mean_) / st.scale_
+    ap_before = average_precision_score(y, z @ coef + st.intercept_[cls])
+    coef[best["concept_idx"]] = best["value"]
+    ap_after = average_precision_score(y, z @ coef + st.intercept_[cls])
+    assert best["ap_before"] == pytest.approx(ap_before, abs=1e-9)
+    assert best["ap_after"] == pytest.approx(ap_after, abs=1e-9) and ap_after > ap_before
+    # applied as a vote: one step, the influence moves the suggested way
+    before = float(s.student.coef_[cls, best["concept_idx"]])
+    step = s.tune([{"class": cls, "concept": best["concept_idx"], "direction": best["direction"]}])
+    after = float(s.student.coef_[cls, best["concept_idx"]])
+    assert step["state_id"] == s.log.head()
+    assert (after > before) if best["direction"] == "up" else (after < before)
 
 
 def test_concept_detail_and_map(prepared_workspace):
@@ -136,7 +159,17 @@ def test_concept_detail_and_map(prepared_workspace):
     sims = [im["similarity"] for im in d["images"]]
     assert sims == sorted(sims, reverse=True) and len(sims) > 0
     assert all(0 <= v <= 1 for im in d["images"] for v in im["box"])
-    assert d["whatif"]["values"]["f1"]
+    # the f1 curve is the real F1 of the val scores at each grid influence (not merely present)
+    from sklearn.metrics import f1_score
+
+    st, rows, k, c = s.student, s.rows("val"), s.class_idx("dog"), s.concept_idx("dog")
+    z = (s.X[rows] - st.mean_) / st.scale_
+    grid, f1 = d["whatif"]["grid"], d["whatif"]["values"]["f1"]
+    assert len(f1) == len(grid) > 2
+    for j in (0, len(grid) // 2, len(grid) - 1):
+        w = st.coef_[k].copy()
+        w[c] = grid[j]
+        assert f1[j] == pytest.approx(f1_score(s.Y[rows, k], z @ w + st.intercept_[k] > 0, zero_division=0), abs=1e-9)
     assert s.patch_path(d["patches"][0]["patch_id"]).exists()
     with pytest.raises(UnknownNameError):
         s.patch_path("../../etc/passwd")

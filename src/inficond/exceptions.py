@@ -9,6 +9,7 @@
     ├── WorkspaceError            workspace missing, locked, or built with other settings
     │   └── WorkspaceMismatchError  encoder or corpus differs from the stored one
     └── TuningError               bad tuning instruction or provenance step
+        └── VoteConflictError     a vote opposite to a standing earlier vote
 
 Each message names the bad value and says what to pass instead.
 """
@@ -63,3 +64,14 @@ class WorkspaceMismatchError(WorkspaceError):
 
 class TuningError(InficondError, ValueError):
     pass
+
+
+class VoteConflictError(TuningError):
+    """A vote goes against an earlier, still standing vote on the same concept and class.
+
+    ``conflicts`` lists ``{concept_idx, word, earlier, now}`` so a caller can offer to replace it.
+    """
+
+    def __init__(self, message: str, conflicts: list[dict] | None = None):
+        super().__init__(message)
+        self.conflicts = list(conflicts or [])

@@ -290,11 +290,34 @@ class TuneRequest(In):
                           "f * max(|w|, ref) (see inficond.students.tuning)")
     on_conflict: Literal["error", "replace"] = Field(
         "error", description="'replace' drops an earlier opposite vote on the same concept")
+    mode: Literal["bound", "soft"] = Field(
+        "bound", description="'bound': a vote bounds the influence (default); 'soft': it only changes the "
+        "concept's L1 penalty (measured weaker, see BENCHMARKS.md)")
+    erase: bool = Field(False, description="downvotes also regress the concept's share out of the teacher's "
+                        "logits for this class (removes a shortcut instead of moving it to correlated concepts)")
+    erase_how: Literal["marginal", "partial"] = "marginal"
+    label_weight: float = Field(0.0, ge=0, le=1, description="weight of the ground-truth labels mixed into "
+                                "the teacher's soft labels for the refit (0 = teacher only)")
 
 
 class MetricPair(Out):
     before: Optional[Scores] = None
     after: Optional[Scores] = None
+
+
+class FidelityScores(Out):
+    agreement: float = Field(description="share of val images where student and teacher predict the class alike")
+    kl: float = Field(description="mean KL divergence (nats) from the teacher's to the student's probability")
+
+
+class FidelityChange(Out):
+    """How a step moved the tuned class away from (or towards) the teacher, on val."""
+
+    split: Literal["val"] = "val"
+    before: FidelityScores
+    after: FidelityScores
+    change: FidelityScores
+    costs_fidelity: bool = Field(description="at least one more val image now disagrees with the teacher")
 
 
 class TuneResult(Out):
@@ -304,6 +327,9 @@ class TuneResult(Out):
     val: MetricPair
     test: Optional[MetricPair] = None
     duration_ms: Optional[float] = None
+    fidelity: Optional[FidelityChange] = None
+    options: dict = Field(default_factory=dict, description="the step's recorded options besides factor "
+                          "(mode, erase, erase_how, label_weight), when not the defaults")
 
 
 # --------------------------------------------------------------------------- provenance

@@ -1,9 +1,9 @@
-from typing import Annotated
+from typing import Annotated, Optional
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, HTTPException, Query
 
 from ..deps import EngineDep, ref
-from ..schemas import ClassConcepts, SortKey, Suggestion, WhatIf
+from ..schemas import ClassConcepts, ConceptSearch, SortKey, Suggestion, WhatIf
 
 router = APIRouter(prefix="/api/classes", tags=["classes"])
 
@@ -16,11 +16,21 @@ def class_concepts(engine: EngineDep, cls: str,
     return engine.class_concepts(ref(cls, "class"), k=k, sort=sort)
 
 
+@router.get("/{cls}/concepts/search", response_model=ConceptSearch,
+            summary="Every corpus word containing q, with its influence on the class (any concept can be voted)")
+def search_concepts(engine: EngineDep, cls: str, q: Annotated[str, Query(min_length=1, max_length=100)],
+                    limit: Annotated[int, Query(ge=1, le=200)] = 20):
+    if not q.strip():
+        raise HTTPException(422, "query field 'q' is empty: type part of a concept word")
+    return engine.search_concepts(ref(cls, "class"), q, limit=limit)
+
+
 @router.get("/{cls}/whatif/{concept}", response_model=WhatIf,
-            summary="Metrics of the class when one concept's influence varies")
+            summary="Metrics of the class when one concept's influence varies; with factor, where a vote would put it")
 def whatif(engine: EngineDep, cls: str, concept: str,
-           n_points: Annotated[int, Query(ge=3, le=201)] = 21):
-    return engine.whatif(ref(cls, "class"), ref(concept, "concept"), n_points=n_points)
+           n_points: Annotated[int, Query(ge=3, le=201)] = 21,
+           factor: Annotated[Optional[float], Query(gt=0, le=2, description="vote strength to preview")] = None):
+    return engine.whatif(ref(cls, "class"), ref(concept, "concept"), n_points=n_points, factor=factor)
 
 
 @router.get("/{cls}/suggestions", response_model=list[Suggestion],

@@ -12,4 +12,5 @@ def tune(engine: EngineDep, body: TuneRequest):
         {"class": i.class_, "concept": i.concept, "direction": i.direction}
         for i in body.instructions
     ]
-    return engine.tune(instructions)
+    return engine.tune(instructions, factor=body.factor, on_conflict=body.on_conflict, mode=body.mode,
+                       erase=body.erase, erase_how=body.erase_how, label_weight=body.label_weight)
