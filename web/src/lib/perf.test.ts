@@ -90,3 +90,31 @@ describe("provenance deltas", () => {
     expect(diverges(null, -0.1)).toBe(false);
   });
 });
+
+describe("interface figures", () => {
+  it("gap sign: student − teacher, the same text everywhere", async () => {
+    const { gapText } = await import("./perf");
+    expect(gapText(0.167)).toBe("−16.7"); // teacher ahead: the student is behind
+    expect(gapText(-0.05)).toBe("+5.0");
+    expect(gapText(0.0001)).toBe("0.0");
+    expect(gapText(null)).toBe("–");
+  });
+
+  it("confidence cue widens with fewer positives", async () => {
+    const { confidenceCue } = await import("./perf");
+    expect(confidenceCue([0.7, 0.8], 200).level).toBe("ok");
+    expect(confidenceCue([0.5, 0.9], 8).level).toBe("very-low");
+    expect(confidenceCue([0.6, 0.8], 25).level).toBe("low");
+    expect(confidenceCue(null, 0).halfWidth).toBeNull();
+    expect(confidenceCue([0.6, 0.8], 25).text).toContain("25 positives");
+  });
+
+  it("FN and FP share change from the alignment change", async () => {
+    const { errorShareChange } = await import("./perf");
+    const side = (otc: number, bw: number) => ({ counts: {}, rates: { both_correct: 0, only_teacher_correct: otc, both_wrong: bw, only_student_correct: 0 } });
+    const d = errorShareChange({ pos: side(-0.05, 0.01), neg: side(0.02, 0) })!;
+    expect(d.fn).toBeCloseTo(-0.04);
+    expect(d.fp).toBeCloseTo(0.02);
+    expect(errorShareChange(null)).toBeNull();
+  });
+});

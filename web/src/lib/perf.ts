@@ -107,3 +107,35 @@ export function diverges(val: number | null, test: number | null, eps = 0.002): 
   if (val === null || test === null) return false;
   return (val > eps && test < -eps) || (val < -eps && test > eps);
 }
+
+/**
+ * The AP gap as shown in the performance view: student − teacher, in points ("−16.7" = the
+ * student is 16.7 points behind). `gap` from the server is teacher − student. The row, its
+ * title and its tooltip all use this one text, so they cannot disagree in sign.
+ */
+export function gapText(gap: number | null): string {
+  if (gap === null || Number.isNaN(gap)) return "–";
+  const v = -gap * 100;
+  if (Math.abs(v) < 0.05) return "0.0";
+  return `${v > 0 ? "+" : "−"}${Math.abs(v).toFixed(1)}`;
+}
+
+/** How sure an AP figure is, from its 95% interval: a cue for small samples. */
+export function confidenceCue(ci: number[] | null | undefined, nPos: number): { level: "ok" | "low" | "very-low"; halfWidth: number | null; text: string } {
+  if (!ci || ci.length !== 2) return { level: "very-low", halfWidth: null, text: `${nPos} positives: no AP interval` };
+  const hw = (ci[1] - ci[0]) / 2;
+  const level = hw > 0.15 || nPos < 10 ? "very-low" : hw > 0.07 || nPos < 30 ? "low" : "ok";
+  return { level, halfWidth: hw, text: `±${(hw * 100).toFixed(0)} pts (95% interval ${(ci[0] * 100).toFixed(0)}–${(ci[1] * 100).toFixed(0)}%, ${nPos} positives)` };
+}
+
+export interface AlignmentChangeSide { counts: Record<string, number>; rates: Record<string, number> }
+
+/**
+ * Change of the false-negative share (student wrong among positives) and the false-positive
+ * share (student wrong among negatives) after a tuning step, from the server's alignment change.
+ */
+export function errorShareChange(change: { pos: AlignmentChangeSide; neg: AlignmentChangeSide } | null | undefined): { fn: number; fp: number } | null {
+  if (!change) return null;
+  const wrong = (s: AlignmentChangeSide) => (s.rates.only_teacher_correct ?? 0) + (s.rates.both_wrong ?? 0);
+  return { fn: wrong(change.pos), fp: wrong(change.neg) };
+}
