@@ -1,12 +1,12 @@
 // Typed client of the InFiConD server. Errors arrive as problem JSON and are thrown as ApiError.
 
 import type {
-  AddConceptsResult, ClassConcepts, ConceptDetail, ConceptMap, ExportResult, Instruction,
+  AddConceptsResult, ClassConcepts, ConceptDetail, ConceptSearch, ConceptMap, ExportResult, Instruction,
   Performance, Problem, Provenance, SortKey, Suggestion, Summary, TuneResult, WhatIf,
 } from "./types";
 
 export class ApiError extends Error {
-  constructor(public status: number, public title: string, public detail: string) {
+  constructor(public status: number, public title: string, public detail: string, public problem: Partial<Problem> = {}) {
     super(detail || title);
   }
 }
@@ -37,7 +37,7 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   if (!res.ok) {
     let p: Partial<Problem> = {};
     try { p = await res.json(); } catch { /* not JSON */ }
-    throw new ApiError(res.status, p.title ?? res.statusText, p.detail ?? `${method} ${path} failed (${res.status})`);
+    throw new ApiError(res.status, p.title ?? res.statusText, p.detail ?? `${method} ${path} failed (${res.status})`, p);
   }
   return (await res.json()) as T;
 }
@@ -49,14 +49,17 @@ export const api = {
   performance: (split = "val") => request<Performance>("GET", `/api/performance?split=${enc(split)}`),
   classConcepts: (cls: number, k = 10, sort: SortKey = "influence") =>
     request<ClassConcepts>("GET", `/api/classes/${cls}/concepts?k=${k}&sort=${sort}`),
-  whatif: (cls: number, concept: number, n = 21) =>
-    request<WhatIf>("GET", `/api/classes/${cls}/whatif/${concept}?n_points=${n}`),
+  whatif: (cls: number, concept: number, n = 21, factor: number | null = null) =>
+    request<WhatIf>("GET", `/api/classes/${cls}/whatif/${concept}?n_points=${n}${factor === null ? "" : `&factor=${factor}`}`),
+  searchConcepts: (cls: number, q: string, limit = 20) =>
+    request<ConceptSearch>("GET", `/api/classes/${cls}/concepts/search?q=${enc(q)}&limit=${limit}`),
   suggestions: (cls: number, k = 5) => request<Suggestion[]>("GET", `/api/classes/${cls}/suggestions?k=${k}`),
   conceptMap: () => request<ConceptMap>("GET", "/api/concepts/map"),
-  concept: (concept: number, cls: number | null) =>
-    request<ConceptDetail>("GET", `/api/concepts/${concept}${cls === null ? "" : `?cls=${cls}`}`),
+  concept: (concept: number, cls: number | null, factor: number | null = null) =>
+    request<ConceptDetail>("GET", `/api/concepts/${concept}${cls === null ? "" : `?cls=${cls}${factor === null ? "" : `&factor=${factor}`}`}`),
   addConcepts: (words: string[]) => request<AddConceptsResult>("POST", "/api/concepts", { words }),
-  tune: (instructions: Instruction[]) => request<TuneResult>("POST", "/api/tune", { instructions }),
+  tune: (instructions: Instruction[], factor = 0.5, onConflict: "error" | "replace" = "error") =>
+    request<TuneResult>("POST", "/api/tune", { instructions, factor, on_conflict: onConflict }),
   provenance: () => request<Provenance>("GET", "/api/provenance"),
   undo: () => request<Provenance>("POST", "/api/provenance/undo"),
   revert: (stateId: number | string) => request<Provenance>("POST", "/api/provenance/revert", { state_id: stateId }),

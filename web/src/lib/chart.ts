@@ -18,3 +18,6 @@ export function nearestIndex(grid: number[], x: number): number {
   grid.forEach((g, i) => { const d = Math.abs(g - x); if (d < bd) { bd = d; best = i; } });
   return best;
 }
+
+/** A vertical mark on a what-if chart (e.g. a proposed vote's bound) and the value read there. */
+export interface Mark { x: number; y: number | null; color: string; label: string }

@@ -1,7 +1,8 @@
 // TypeScript mirror of src/inficond/server/schemas.py (the pydantic response models).
 // Keep the two in step: a field added there is added here.
 
-export interface Problem { title: string; detail: string; status: number; type?: string }
+export interface VoteConflict { concept_idx: number; word: string; earlier: Direction; now: Direction }
+export interface Problem { title: string; detail: string; status: number; type?: string; conflicts?: VoteConflict[] }
 
 export interface DatasetSummary {
   root: string | null; n_images: number; n_classes: number;
@@ -17,6 +18,7 @@ export interface StudentSummary {
 export interface Summary {
   dataset: DatasetSummary; teacher: Record<string, unknown> | null;
   encoder: Record<string, unknown> | null; corpus: CorpusSummary; student: StudentSummary | null;
+  workspace?: string | null;
 }
 
 export interface Scores {
@@ -30,6 +32,7 @@ export interface Alignment {
 }
 export interface ClassPerformance {
   class_idx: number; name: string; excluded: boolean; reason: string | null; n_pos: number;
+  student_ap_ci?: number[] | null;
   teacher: Scores; student: Scores; gap: number | null; fidelity: number | null;
   alignment: { pos: Alignment; neg: Alignment };
 }
@@ -42,25 +45,31 @@ export interface PatchRef { patch_id: string | number; similarity: number; image
 export interface ClassConcept {
   rank: number; concept_idx: number; word: string; influence: number;
   discrepancy_p: number | null; discrepancy_n: number | null;
-  whatif: WhatIfInline | null; patches: PatchRef[];
+  whatif: WhatIfInline | null; patches: PatchRef[]; vote?: Direction | null;
 }
 export type SortKey = "influence" | "discrepancy_p" | "discrepancy_n";
 export interface ClassConcepts {
-  class_idx: number; name: string; sort: SortKey; k: number; ap: number | null;
+  class_idx: number; name: string; sort: SortKey; k: number; ap: number | null; sort_note?: string | null;
   max_abs_influence: number | null; concepts: ClassConcept[]; nonzero?: number;
 }
 export type MetricName = "ap" | "accuracy" | "f1" | "recall" | "precision";
+export interface VoteProposal {
+  factor: number; ref: number; earlier: Direction | null; up: number; down: number;
+  up_values: Partial<Record<MetricName, number | null>>; down_values: Partial<Record<MetricName, number | null>>;
+}
 export interface WhatIf {
   class_idx: number; concept_idx: number; word?: string; grid: number[];
-  values: Partial<Record<MetricName, (number | null)[]>>; current: number;
+  values: Partial<Record<MetricName, (number | null)[]>>; current: number; proposal?: VoteProposal | null;
 }
+export interface SearchHit { concept_idx: number; word: string; influence: number; rank: number | null; source: string | null; vote: Direction | null }
+export interface ConceptSearch { class_idx: number; name: string; q: string; total: number; concepts: SearchHit[] }
 export interface GalleryImage {
   image_idx: number; image_id: string | null; similarity: number; box: number[] | null; split?: string;
 }
 export interface ConceptDetail {
   concept_idx: number; word: string; source: string | null; images: GalleryImage[];
   patches: PatchRef[]; classes: { class_idx: number; name: string; influence: number }[];
-  whatif: WhatIf | null;
+  whatif: WhatIf | null; vote?: Direction | null;
 }
 export interface MapPoint { concept_idx: number; word: string; x: number; y: number }
 export interface ConceptMap { points: MapPoint[] }
@@ -75,9 +84,12 @@ export interface AddConceptsResult {
 
 export interface Instruction { class: number | string; concept: number | string; direction: Direction }
 export interface MetricPair { before: Scores | null; after: Scores | null }
+export interface AlignmentChange { counts: Record<string, number>; rates: Record<string, number> }
 export interface TuneResult {
   state_id: number | string; class_idx: number | null;
   instructions: StepInstruction[]; val: MetricPair; test: MetricPair | null; duration_ms: number | null;
+  factor?: number;
+  alignment?: Record<string, { change: { pos: AlignmentChange; neg: AlignmentChange } }>;
 }
 export interface StepInstruction {
   class_idx: number | null; concept_idx: number; word: string; direction: Direction; class?: string;
@@ -87,9 +99,10 @@ export interface Step {
   created_at: string | number | null; class_idx: number | null; instructions: StepInstruction[];
   val: MetricPair | null; test: MetricPair | null; duration_ms: number | null; on_head_path: boolean;
 }
+export interface ClassTotal { class_idx: number; name: string; steps: number; val_ap_delta: number | null; test_ap_delta: number | null }
 export interface Provenance {
   head: number | string | null;
-  cumulative: { val_ap_delta: number | null; test_ap_delta: number | null };
+  cumulative: { val_map_delta: number | null; test_map_delta: number | null; per_class: ClassTotal[] };
   steps: Step[];
 }
 export interface ExportResult { files: Record<string, string> }
