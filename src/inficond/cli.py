@@ -288,9 +288,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="open the web app on a workspace")
     s.add_argument("workspace")
-    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to bind; requests must name it or a loopback name in their Host header")
     s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--token", help="required when --host is not local")
+    s.add_argument("--token", help="required when --host is not local (generated when not given); clients send it "
+                                   "as the X-Inficond-Token header, browsers get a cookie from the printed URL")
     s.add_argument("--open", action="store_true", help="open a browser")
     s.set_defaults(func=cmd_serve)
     return p
