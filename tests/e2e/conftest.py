@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -13,7 +12,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL = Path(os.environ.get("INFICOND_TEST_WORKSPACE", REPO / "workspaces" / "small"))
 STATIC = REPO / "src" / "inficond" / "server" / "static"
 SCREENSHOTS = REPO / "test-artifacts" / "screenshots"
 
@@ -38,11 +36,10 @@ def built_front_end() -> Path:
 
 
 @pytest.fixture(scope="session")
-def e2e_workspace(tmp_path_factory, request) -> Path:
-    """A private copy of workspaces/small, or of the shared prepared workspace when that is absent."""
-    src = SMALL if (SMALL / "workspace.sqlite").exists() else request.getfixturevalue("prepared_workspace")
+def e2e_workspace(tmp_path_factory, prepared_workspace) -> Path:
+    """A private copy of the workspace this run's code built (conftest), never one left by older code."""
     dst = tmp_path_factory.mktemp("e2e") / "ws"
-    shutil.copytree(src, dst)
+    shutil.copytree(prepared_workspace, dst)
     return dst
 
 
