@@ -24,9 +24,10 @@ dropped and the new one set, explicitly. Opposite votes in one batch always rais
 
 Options of a step (all recorded in the provenance ``step_params``, so replay repeats them):
 
-- ``mode="soft"``: votes change the concept's L1 penalty instead of setting a bound (up: no
-  penalty, down: ``SOFT_DOWN`` times the class's lam). Implemented by rescaling the concept's
-  column, which leaves the solvers untouched. Measured weaker than bounds (BENCHMARKS.md).
+- ``mode="soft"``: votes change the concept's L1 penalty instead of moving a bound (up: no
+  penalty, down: ``SOFT_DOWN`` times the class's lam); the only bound is at the current weight,
+  so the weight never moves against the vote. Implemented by rescaling the concept's column,
+  which leaves the solvers untouched. Measured weaker than bounds (BENCHMARKS.md).
 - ``erase``: (class, concept) pairs whose *linear share* is regressed out of the teacher's
   logits before the refit (:func:`erase_share`). A bound alone keeps the target, so the refit
   moves what the teacher owes to a downvoted context onto correlated concepts; erasing takes it
@@ -125,8 +126,8 @@ def tune_bounds(coef_row, instructions, history=None, factor=0.5, on_conflict="e
     -------
     dict, the new history (a copy).
     """
-    if not factor > 0:
-        raise TuningError(f"factor must be > 0, got {factor!r}")
+    if not factor >= 0:  # 0: the bound sits at the current weight (soft votes)
+        raise TuningError(f"factor must be >= 0, got {factor!r}")
     if on_conflict not in ("error", "replace"):
         raise TuningError(f"on_conflict must be 'error' or 'replace', got {on_conflict!r}")
     history = dict(history or {})
@@ -295,8 +296,10 @@ def tune_class(student: ConceptStudent, X, T, class_idx, instructions, history=N
     instructions = _validate(list(instructions), class_idx, K, C)
     if mode not in MODES:
         raise TuningError(f"mode must be one of {MODES}, got {mode!r}")
-    if mode == "soft":  # votes live in l1_scale; earlier bounds still hold
-        new_history = dict(history or {})
+    if mode == "soft":
+        # the vote's strength lives in l1_scale; its only bound is "never against the vote" at the
+        # current weight (measured: without it a soft uptune of "wheel" for bicycle went negative)
+        new_history = tune_bounds(student.coef_[class_idx], instructions, history, 0.0, on_conflict)
     else:
         new_history = tune_bounds(student.coef_[class_idx], instructions, history, factor, on_conflict)
     k = int(class_idx)
