@@ -41,8 +41,8 @@ def _subset(dev_data: Path, out: Path) -> Path:
         src = "val" if split == "val" else "train"
         pool = pools[(src, group)]
         idx = rng.permutation(len(pool))
-        taken = {id(r) for r in chosen}
-        picked = [pool[i] for i in idx if id(pool[i]) not in taken][:n]
+        taken = {r["image"] for r in chosen}
+        picked = [pool[i] for i in idx if pool[i]["image"] not in taken][:n]
         chosen += [{**r, "split": split} for r in picked]
     out.mkdir(parents=True)
     os.symlink((dev_data / "images").resolve(), out / "images")
