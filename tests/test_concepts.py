@@ -325,6 +325,63 @@ def test_extend_concepts_needs_prepared_workspace(tmp_path, encoder):
         extend_concepts(Workspace(tmp_path, create=True), encoder, ["tree"])
 
 
+class SimulatedKill(BaseException):
+    """Raised in place of one file rename: the process stops there, as under kill -9."""
+
+
+def test_extend_concepts_every_interruption_leaves_a_consistent_workspace(workspace, encoder, tmp_path, monkeypatch):
+    """Stop extend_concepts at each of its renames in turn: reopening always gives arrays as wide as
+    the word list, with either none or all of the new words, and a rerun ends as an uninterrupted run."""
+    import shutil
+
+    from inficond.store.workspace import Workspace
+
+    words = ["zebra stripes", "Sky", "traffic cone"]  # 'Sky' is 'sky': one case rule
+    clean = tmp_path / "clean"
+    shutil.copytree(workspace.path, clean)
+    want_idx = extend_concepts(Workspace(clean), encoder, words)
+    want = Workspace(clean)
+    n0 = len(workspace.concept_words)
+    assert want.concept_words[n0:] == ["zebra stripes", "traffic cone"] and len(want_idx) == 2
+
+    real_replace = os.replace
+    k = 0
+    while True:
+        d = tmp_path / f"cut{k}"
+        shutil.copytree(workspace.path, d)
+        calls = {"n": 0}
+
+        def cut(src, dst, _k=k):
+            if calls["n"] == _k:
+                raise SimulatedKill(f"stopped at rename {_k}: {src}")
+            calls["n"] += 1
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", cut)
+        try:
+            extend_concepts(Workspace(d), encoder, words)
+            finished = True
+        except SimulatedKill:
+            finished = False
+        monkeypatch.setattr(os, "replace", real_replace)
+        ws = Workspace(d)  # opening finishes committed renames
+        c = len(ws.concept_words)
+        assert c in (n0, n0 + 2), f"cut {k}: {c} words"
+        assert np.asarray(ws.array("concept_text")).shape[0] == c, f"cut {k}: concept_text rows != words"
+        assert ws.array("concept_vectors").shape[1] == ws.array("concept_argmax").shape[1] == c, f"cut {k}"
+        extend_concepts(ws, encoder, words)  # the user's rerun
+        ws = Workspace(d)
+        assert ws.concept_words == want.concept_words
+        for name in ("concept_text", "concept_vectors", "concept_argmax"):
+            np.testing.assert_array_equal(np.asarray(ws.array(name)), np.asarray(want.array(name)), err_msg=f"cut {k}")
+        q = "SELECT concept_idx, rank, image_idx, region FROM patches ORDER BY concept_idx, rank"
+        assert ws.db.execute(q).fetchall() == want.db.execute(q).fetchall(), f"cut {k}: patches differ"
+        if finished:
+            break
+        k += 1
+    assert k >= 6, "every staged array, rename and patch file was a cut point"
+
+
 # -- segments --------------------------------------------------------------------------------
 def test_segment_regions_partition_and_concepts(workspace):
     text = np.asarray(workspace.array("concept_text"))

@@ -12,6 +12,7 @@ import json
 import numpy as np
 
 from inficond.exceptions import WorkspaceError, WorkspaceMismatchError
+from inficond.store.workspace import concept_key
 
 #: Bytes of float32 similarities one chunk may hold (chunk = images whose R_max x C scores fit).
 CHUNK_BYTES = 64 * 2**20
@@ -84,9 +85,14 @@ def extend_concepts(ws, encoder, words: list[str], prompts: list[str | None] | N
     """Add concepts to a prepared workspace without re-encoding any image.
 
     Only the new words are encoded (``encoder.encode_text``); their columns come from the stored
-    ``regions`` / ``region_counts`` arrays. ``concept_text`` (rows), ``concept_vectors``
-    (float16 columns) and ``concept_argmax`` (int16 columns) are rewritten whole (atomically),
-    then the words are registered in the ``concepts`` table and their patches are built.
+    ``regions`` / ``region_counts`` arrays. The grown ``concept_text`` (rows), ``concept_vectors``
+    (float16 columns) and ``concept_argmax`` (int16 columns) are staged next to the old ones,
+    the words and the staged names are committed in one SQLite transaction, and only then are
+    the staged files renamed (a kill before the commit leaves the old state, one after it is
+    finished when the workspace is next opened). Patches come last; the concepts owing them are
+    recorded with the rows and built by :func:`finish_pending_patches` (here, or when a
+    :class:`~inficond.session.Session` next opens the workspace after a kill).
+    Words are matched by :func:`inficond.store.workspace.concept_key` (case-insensitive).
 
     Parameters
     ----------
@@ -126,15 +132,17 @@ def extend_concepts(ws, encoder, words: list[str], prompts: list[str | None] | N
     if prompts is not None and len(prompts) != len(words):
         raise ValueError(f"{len(words)} words but {len(prompts)} prompts")
     prompts = list(prompts) if prompts is not None else [None] * len(words)
-    have = {w.lower() for w in ws.concept_words}
+    have = {concept_key(w) for w in ws.concept_words}
     new_words, new_prompts = [], []
     for w, p in zip(words, prompts):
         w = " ".join(str(w).split())
-        if not w or w.lower() in have:
+        if not w or concept_key(w) in have:
             continue
-        have.add(w.lower())
+        have.add(concept_key(w))
         new_words.append(w)
         new_prompts.append(" ".join(p.split()) if p else None)
+    if build_patches_for_new:
+        finish_pending_patches(ws)  # owed by an earlier call that was killed
     if not new_words:
         return []
 
@@ -154,14 +162,35 @@ def extend_concepts(ws, encoder, words: list[str], prompts: list[str | None] | N
         return np.concatenate([old.astype(dtype), new.astype(dtype)], axis=axis)
 
     n = regions.shape[0]
-    ws.save_array("concept_text", grown("concept_text", text, 0, np.float32, (0, text.shape[1])))
-    ws.save_array("concept_vectors", grown("concept_vectors", vec, 1, np.float16, (n, 0)))
-    ws.save_array("concept_argmax", grown("concept_argmax", am, 1, np.int16, (n, 0)))
-    added = ws.add_concepts(new_words, new_prompts, source=source)
+    staged = {
+        "concept_text": ws.stage_array("concept_text", grown("concept_text", text, 0, np.float32, (0, text.shape[1]))),
+        "concept_vectors": ws.stage_array("concept_vectors", grown("concept_vectors", vec, 1, np.float16, (n, 0))),
+        "concept_argmax": ws.stage_array("concept_argmax", grown("concept_argmax", am, 1, np.int16, (n, 0))),
+    }
+    added = ws.add_concepts(new_words, new_prompts, source=source, staged_arrays=staged,
+                            patches_per_concept=per_concept if build_patches_for_new else None)
     if added != list(range(c_old, c_old + len(new_words))):
         raise WorkspaceError(f"concept columns {added} do not follow the arrays ({c_old}..); workspace changed meanwhile?")
     if build_patches_for_new:
-        from inficond.concepts.patches import build_patches
-
-        build_patches(ws, concept_idx=added, per_concept=per_concept)
+        finish_pending_patches(ws)
     return added
+
+
+def finish_pending_patches(ws) -> list[int]:
+    """Build the patches that added concepts still owe (all of them after a kill); returns their indices.
+
+    The debt is recorded with the concept rows (one transaction) and cleared only after the
+    patch rows are committed, so every kill point leads here again and nothing stays missing.
+    """
+    from inficond.concepts.patches import build_patches
+    from inficond.store.workspace import PENDING_PATCHES_KEY
+
+    owed = ws.get_meta(PENDING_PATCHES_KEY)
+    if not owed:
+        return []
+    todo = [c for c in owed["concepts"] if c < len(ws.concept_words)]
+    if todo:
+        build_patches(ws, concept_idx=todo, per_concept=int(owed["per_concept"]))
+    with ws.transaction() as db:
+        db.execute("DELETE FROM meta WHERE key = ?", (PENDING_PATCHES_KEY,))
+    return todo

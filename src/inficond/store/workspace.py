@@ -39,8 +39,10 @@ FORMAT_VERSION = 1
 DB_NAME = "workspace.sqlite"
 
 
-#: meta key of the staged array renames of a committed concept addition (see ``commit_arrays``).
+#: meta key of the staged array renames of a committed concept addition (see ``add_concepts``).
 PENDING_ARRAYS_KEY = "pending_array_renames"
+#: meta key of concepts added whose patches are not built yet (see ``concepts.mapping``).
+PENDING_PATCHES_KEY = "pending_patches"
 
 
 def fsync_dir(path: Path) -> None:
@@ -257,12 +259,14 @@ class Workspace:
             raise UnknownNameError("concept", word, words) from None
 
     def add_concepts(self, words: list[str], prompts: list[str | None] | None = None, source: str = "default",
-                     staged_arrays: dict[str, Path] | None = None) -> list[int]:
+                     staged_arrays: dict[str, Path] | None = None, patches_per_concept: int | None = None) -> list[int]:
         """Append concepts not yet present (by :func:`concept_key`); returns the new column indices (in order).
 
         ``staged_arrays`` maps array names to complete, fsynced files that replace those arrays:
         they are recorded in the same transaction as the rows and renamed after the commit
         (by :meth:`finish_array_renames`, again on the next open when a kill came between).
+        ``patches_per_concept`` records the new concepts as owing patches, in the same
+        transaction, so an interrupted patch build is finished later.
         """
         prompts = prompts or [None] * len(words)
         have = {concept_key(w) for w in self.concept_words}
@@ -279,6 +283,10 @@ class Workspace:
                 new.append(start + len(new))
             if staged_arrays and new:
                 self.set_meta(PENDING_ARRAYS_KEY, {k: Path(v).name for k, v in staged_arrays.items()})
+            if patches_per_concept and new:
+                owed = self.get_meta(PENDING_PATCHES_KEY) or {"concepts": [], "per_concept": patches_per_concept}
+                owed["concepts"] = sorted(set(owed["concepts"]) | set(new))
+                self.set_meta(PENDING_PATCHES_KEY, owed)
         if staged_arrays and new:
             self.finish_array_renames()
         return new
