@@ -140,3 +140,52 @@ def test_prepare_resumes_after_kill_9(dev_data, tmp_path):
     ws = Workspace(ws_dir)
     np.testing.assert_array_equal(np.asarray(ws.array("concept_vectors"))[done_idx], kept)
     assert (np.asarray(ws.array("region_counts")) > 0).all()
+
+
+def test_prepare_resumes_a_workspace_extended_by_add_concepts(dev_data, tmp_path):
+    """A second `make demo` after a concept was added: prepare must accept the longer word list."""
+    from inficond.concepts import extend_concepts
+    from inficond.encoders.base import create_encoder
+
+    words = tmp_path / "words.txt"
+    words.write_text("dog\ncat\ngrass\nsky\nwheel\n")
+    ws_dir = tmp_path / "ws"
+    prepare(dev_data, ws_dir, limit=1, batch_size=2, corpus=words, progress=False)
+    ws = Workspace(ws_dir)
+    assert extend_concepts(ws, create_encoder("conse-effnet"), ["striped fur", "Dog"]) == [5]
+    arrays = {n: np.asarray(ws.array(n)).copy() for n in ("concept_text", "concept_vectors", "concept_argmax")}
+    patches = ws.db.execute("SELECT * FROM patches ORDER BY concept_idx, rank").fetchall()
+
+    rep = prepare(dev_data, ws_dir, limit=1, batch_size=2, corpus=words, progress=False)
+    assert rep.n_processed_now == 0 and rep.n_concepts == 6
+    ws = Workspace(ws_dir)
+    assert ws.concept_words == ["dog", "cat", "grass", "sky", "wheel", "striped fur"]
+    for name, before in arrays.items():
+        np.testing.assert_array_equal(np.asarray(ws.array(name)), before, err_msg=name)
+    assert ws.db.execute("SELECT * FROM patches ORDER BY concept_idx, rank").fetchall() == patches
+
+
+def test_prepare_finishes_images_added_before_add_concepts(dev_data, tmp_path):
+    """add-concepts on a half-prepared workspace: the resumed prepare fills the pending images'
+    columns for the added word too, as a run that had the word from the start."""
+    from inficond.concepts import extend_concepts
+    from inficond.encoders.base import create_encoder
+
+    words = tmp_path / "words.txt"
+    words.write_text("dog\ncat\ngrass\n")
+    ws_dir = tmp_path / "ws"
+    prepare(dev_data, ws_dir, limit=1, batch_size=1, corpus=words, progress=False)
+    ws = Workspace(ws_dir)
+    enc = create_encoder("conse-effnet")
+    extend_concepts(ws, enc, ["wheel"])
+    # mark two images pending again, as a run killed before them would have left them
+    ws.mark_images([0, 2], "pending")
+    rep = prepare(dev_data, ws_dir, limit=1, batch_size=1, corpus=words, progress=False)
+    assert rep.n_processed_now == 2
+    ws = Workspace(ws_dir)
+    from inficond.concepts import map_concepts
+
+    text = np.asarray(ws.array("concept_text"), np.float32)
+    assert text.shape[0] == 4
+    vec, _ = map_concepts(ws.array("regions"), ws.array("region_counts"), text)
+    np.testing.assert_allclose(np.asarray(ws.array("concept_vectors"), np.float32), vec, atol=2e-3)
