@@ -60,7 +60,7 @@ def test_tune_weakest_class_then_undo(page: Page, fresh_server, screenshots):
 
     # open a concept in the detail view
     page.locator("[data-testid=concept-open]").first.click()
-    expect(page.locator("[data-testid=detail-charts] svg")).to_have_count(4)
+    expect(page.locator("[data-testid=detail-charts] svg")).to_have_count(5)
     expect(page.locator("[data-testid=detail-gallery] img").first).to_be_visible()
     page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
     save(page, screenshots, "1440x900-selected")
@@ -174,7 +174,7 @@ def test_screenshots_of_each_view(page: Page, live_server, screenshots, width, h
     page.goto(live_server.url)
     wait_all_views(page)
     page.locator("[data-testid=concept-open]").first.click()
-    expect(page.locator("[data-testid=detail-charts] svg")).to_have_count(4)
+    expect(page.locator("[data-testid=detail-charts] svg")).to_have_count(5)
     page.locator("[data-testid=concept-row]").nth(0).locator("[data-testid=vote-up]").click()
     page.locator("[data-testid=concept-row]").nth(1).locator("[data-testid=vote-down]").click()
     page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
