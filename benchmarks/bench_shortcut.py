@@ -254,7 +254,13 @@ def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = N
     for split in ("val", "test"):
         out["ap"][split]["shortcut_student"] = free_ap(sess, split)
     sugg = sess.suggest(CLASS, k=5)
-    out["suggestions"] = [{"word": m["word"], "direction": m["direction"], "gain": m["gain"]} for m in sugg]
+    # how much each suggested concept's presence goes with the context's (no labels involved)
+    g = b["X"][:, sess.concept_idx(CONTEXT)].astype(float)
+    out["suggestions"] = [{"word": m["word"], "direction": m["direction"], "gain": m["gain"],
+                           "weight": float(sess.student.coef_[k, m["concept_idx"]]),
+                           "corr_with_context": float(np.corrcoef(b["X"][:, m["concept_idx"]].astype(float), g)[0, 1])}
+                          for m in sugg]
+    out["context_word_weights"] = {w: float(sess.student.coef_[k, sess.concept_idx(w)]) for w in downs}
     top3 = [m["word"] for m in sugg[:3]]
     out["suggest_top3_has_context"] = any(w in DOWN_WORDS and m["direction"] == "down" for w, m in zip(top3, sugg))
     progress(f"shortcut student ready: {out['ap']}; suggestions {out['suggestions']}")
@@ -337,9 +343,12 @@ def report(out: dict, ws: str) -> str:
         for name, rows in sy["variants"].items():
             lines.append(f"| {name} | " + " → ".join(f"{r['val']:.3f}" for r in rows) + " | "
                          + " → ".join(f"{r['test']:.3f}" for r in rows) + " |")
-    sug = ", ".join(f"{'▲' if m['direction'] == 'up' else '▼'}{m['word']} (+{m['gain']:.3f})" for m in out["suggestions"])
-    lines += ["", f"Suggestions for dog on the shortcut student (train split): {sug}. A context word among the top 3: "
-              f"**{'yes' if out['suggest_top3_has_context'] else 'no'}**.", ""]
+    sug = ", ".join(f"{'▲' if m['direction'] == 'up' else '▼'}{m['word']} (+{m['gain']:.3f}, weight {m['weight']:+.3f}, "
+                    f"presence corr. with {out['context']} {m['corr_with_context']:+.2f})" for m in out["suggestions"])
+    cw = ", ".join(f"{w} {v:+.3f}" for w, v in out.get("context_word_weights", {}).items())
+    lines += ["", f"Suggestions for dog on the shortcut student (train split, AP gain of the move alone): {sug}. "
+              f"One of the voted context words among the top 3: **{'yes' if out['suggest_top3_has_context'] else 'no'}**. "
+              f"The shortcut student's weights on the voted context words: {cw}.", ""]
     return "\n".join(lines)
 
 
