@@ -292,3 +292,32 @@ def test_teacher_save_interrupted_leaves_no_mismatched_pair(tmp_path, monkeypatc
         assert EffNetTeacher.load(d).head_sha1() in (old.head_sha1(), new.head_sha1())
     else:
         assert not create_teacher("effnet-lite2", CLASSES, workspace=tmp_path).is_fitted
+
+
+def test_default_teacher_settings_are_the_train_cv_choice():
+    """The defaults are what benchmarks/bench_teacher.py chose by CV on train, never by val or test."""
+    import json
+    from pathlib import Path
+
+    from inficond.teachers.effnet import DEFAULT_C, DEFAULT_IMAGE_SIZE
+
+    res = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "teacher.json").read_text())
+    assert res["chosen"]["by"] == "train 3-fold CV mAP"
+    best = max(res["grid"], key=lambda g: g["train_cv_map"])
+    assert (best["image_size"], best["C"]) == (res["chosen"]["image_size"], res["chosen"]["C"])
+    assert len({g["image_size"] for g in res["grid"]}) >= 2 and len({g["C"] for g in res["grid"]}) >= 3
+    t = EffNetTeacher(CLASSES)
+    assert (t.image_size, t.C) == (DEFAULT_IMAGE_SIZE, DEFAULT_C) == (best["image_size"], best["C"])
+
+
+def test_teacher_json_records_how_the_settings_were_chosen(tmp_path):
+    import json
+
+    from inficond.teachers.effnet import SELECTION
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((30, 1280)), rng.integers(0, 2, (30, 3))
+    EffNetTeacher(CLASSES).fit(X, Y).save(tmp_path / "a")
+    assert json.loads((tmp_path / "a" / "teacher.json").read_text())["settings_chosen_by"] == SELECTION
+    EffNetTeacher(CLASSES, C=0.5).fit(X, Y).save(tmp_path / "b")
+    assert json.loads((tmp_path / "b" / "teacher.json").read_text())["settings_chosen_by"] == "the caller"

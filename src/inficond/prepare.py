@@ -130,8 +130,8 @@ def _check_identity(ws: Workspace, key: str, value, data) -> None:
 def outdated_notices(ws: Workspace) -> list[str]:
     """Why ``ws`` differs from what ``prepare`` would build today with the defaults, in plain words.
 
-    Cheap (no model is loaded): compares the stored default-corpus digest with the packaged corpus and
-    the stored encoder version with the installed one. An empty list means nothing is known to be outdated.
+    Cheap (no model is loaded): compares the stored default-corpus digest with the packaged corpus, the
+    stored encoder version with the installed one and the default teacher's settings with today's. An empty list means nothing is known to be outdated.
     """
     from inficond.concepts import default_corpus
     from inficond.concepts.corpus import default_corpus_digest
@@ -147,6 +147,14 @@ def outdated_notices(ws: Workspace) -> list[str]:
     version = _encoder_version(enc.get("name", ""))
     if version is not None and enc.get("version") is not None and enc["version"] != version:
         reasons.append(f"an older {enc['name']} encoder (version {enc['version']}; now {version})")
+    teacher = ws.get_meta("teacher") or {}
+    if teacher.get("kind") == "effnet":
+        from inficond.teachers import effnet
+
+        now = {"C": effnet.DEFAULT_C, "image_size": effnet.DEFAULT_IMAGE_SIZE}
+        if teacher.get("model") == "efficientnet-lite2" and {k: teacher.get(k) for k in now} != now:
+            reasons.append(f"older default teacher settings (C {teacher.get('C')} at {teacher.get('image_size')} px; "
+                           f"now C {now['C']} at {now['image_size']} px)")
     centre = str(enc.get("text_centre", ""))
     if centre.startswith("mean-default-corpus:") and centre.split(":", 1)[1] != default_corpus_digest() and not reasons:
         reasons.append(f"{enc.get('name')} text embeddings centred on an older default corpus")

