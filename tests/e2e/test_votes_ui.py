@@ -79,6 +79,7 @@ def test_every_concept_can_be_voted_from_the_page(page: Page, fresh_server, scre
     third = next(i for i in np.flatnonzero(coef == 0) if int(i) != zero and words[int(i)] != "zebra crossing")
     search(page, words[int(third)]).first.locator("button.concept").click()
     expect(page.locator("[data-testid=detail-word]")).to_have_text(words[int(third)])
+    expect(page.locator("[data-testid=detail-vote]")).to_contain_text(f"Vote for {s.ws.class_names[k]}:")
     expect(page.locator("[data-testid=vote-preview]")).to_contain_text("at strength 0.50")
     # the proposed bounds are drawn on the AP chart and read there
     expect(page.locator("[data-testid=detail-charts] [data-testid=proposal-mark]").first).to_be_visible()
