@@ -14,7 +14,7 @@ Setup (chosen before any result was seen)
   The label check printed with the results (share of cow/sheep/horse images per group) shows
   whether the judgement tracks real grass.
 - **Shortcut teacher**: a real image model, the default teacher's recipe (a logistic head,
-  ``EffNetTeacher.fit``, C = 0.001, on the EfficientNet-Lite2 pooled features the workspace
+  ``EffNetTeacher.fit`` with the workspace teacher's C, on the EfficientNet-Lite2 pooled features the workspace
   stored in ``teacher_features``), for the dog column only, fitted on the *train* split with
   positives = dogs with context present only, negatives = every non-dog image with the context
   absent plus a random 10% (seed 0) of non-dog images with the context present. Dogs without
@@ -93,10 +93,10 @@ def context_groups(X: np.ndarray, col: int, usable: np.ndarray):
     return (v >= hi) & usable, (v <= lo) & usable
 
 
-def fit_head(features, y):
+def fit_head(features, y, C):
     from inficond.teachers.effnet import EffNetTeacher
 
-    t = EffNetTeacher(["target"]).fit(features, y[:, None].astype(np.uint8))
+    t = EffNetTeacher(["target"], C=C).fit(features, y[:, None].astype(np.uint8))
     return lambda F: t.logits_from_features(F)[:, 0].astype(np.float64)
 
 
@@ -125,8 +125,9 @@ def build(ws_path: Path, cls: str = CLASS, context: str = CONTEXT, seed: int = 0
     neg_ctx = np.flatnonzero(train & ~y & present)
     keep = rng.choice(neg_ctx, size=int(round(KEEP_CONTEXT_NEGATIVES * neg_ctx.size)), replace=False)
     sc_rows = np.sort(np.concatenate([np.flatnonzero(train & y & present), np.flatnonzero(train & ~y & absent), keep]))
-    shortcut = fit_head(F[sc_rows], y[sc_rows])(F)
-    clean = fit_head(F[train], y[train])(F)
+    C = float((ws.get_meta("teacher") or {}).get("C") or 0.001)  # the workspace teacher's own setting
+    shortcut = fit_head(F[sc_rows], y[sc_rows], C)(F)
+    clean = fit_head(F[train], y[train], C)(F)
     free = {s: np.flatnonzero((split == s) & usable & ((y & absent) | (~y & present))) for s in ("val", "test")}
     grazers = [ws.class_index(c) for c in ("cow", "sheep", "horse") if c in ws.class_names]
     check = {name: float(Y[m][:, grazers].any(1).mean()) for name, m in (("present", present), ("absent", absent))}
@@ -138,7 +139,7 @@ def build(ws_path: Path, cls: str = CLASS, context: str = CONTEXT, seed: int = 0
             "teacher_train_neg_present_kept": int(keep.size),
             **{f"{s}_free_pos": int(y[free[s]].sum()) for s in free}, **{f"{s}_free_neg": int((~y[free[s]]).sum()) for s in free},
         },
-        "grazers_share": check,
+        "grazers_share": check, "C": C,
     }
 
 
@@ -221,7 +222,7 @@ def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = N
         return student_logits_fn(rows)
 
     out = {"class": CLASS, "context": CONTEXT, "votes": {"down": downs, "up": ups},
-           "missing_words": missing_down + missing_up, "counts": b["counts"], "grazers_share": b["grazers_share"],
+           "missing_words": missing_down + missing_up, "counts": b["counts"], "grazers_share": b["grazers_share"], "C": b["C"],
            "ap": {}, "variants": {}}
     for s in ("val", "test"):
         r = free[s]
@@ -303,7 +304,7 @@ def report(out: dict, ws: str) -> str:
         "",
         f"Workspace `{ws}`. Class **{out['class']}**, context **{out['context']}** judged from the concept presence "
         f"of \"{out['context']}\" (present ≥ {PRESENT_Q:.0%} quantile, absent ≤ {ABSENT_Q:.0%}). Shortcut teacher: "
-        f"logistic head (C 0.001) on EfficientNet-Lite2 features, trained on {c['teacher_train_pos']} dogs with "
+        f"logistic head (C {out['C']:g}, the workspace teacher's) on EfficientNet-Lite2 features, trained on {c['teacher_train_pos']} dogs with "
         f"context, {c['teacher_train_neg_absent']} non-dogs without it and {c['teacher_train_neg_present_kept']} "
         f"non-dogs with it (10%). Shortcut-free splits: val {c['val_free_pos']} dogs without context + "
         f"{c['val_free_neg']} non-dogs with it; test {c['test_free_pos']} + {c['test_free_neg']}. "
