@@ -250,3 +250,13 @@ def test_cli_serve_answers_http(workspace):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_older_default_teacher_settings_give_a_notice(workspace):
+    from inficond.prepare import OutdatedWorkspaceWarning
+    from inficond.store.workspace import Workspace
+
+    w = Workspace(workspace)
+    w.set_meta("teacher", {**w.get_meta("teacher"), "C": 0.123})
+    with pytest.warns(OutdatedWorkspaceWarning, match="older default teacher settings \\(C 0.123"):
+        Session(workspace)
