@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["prepare", "encoder_throughput", "zero_shot", "distill", "distill_100", "quality", "whatif", "tuning_scenario", "server"]
+ORDER = ["prepare", "encoder_throughput", "zero_shot", "distill", "distill_100", "quality", "whatif", "tuning_scenario", "shortcut", "paper_votes", "vote_options",
+         "server"]
 
 
 def gather() -> None:
@@ -43,6 +44,9 @@ def main() -> None:
             ["bench_quality.py", *ws],
             ["bench_whatif.py", *ws],
             ["bench_tuning_scenario.py", *ws],
+            ["bench_shortcut.py", *ws],
+            ["bench_paper_votes.py", *ws],
+            ["bench_vote_options.py"],  # reads the two results above
             ["bench_server.py", *ws],
         ]
         for script, *args in runs:
