@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import urllib.error
 import urllib.request
 import webbrowser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 import pytest
@@ -148,3 +150,38 @@ def test_chromium_shows_the_app_and_follows_select(built_front_end, workspace, p
         expect(page.locator("[data-testid=view-knowledge]")).to_contain_text(second["name"], timeout=WAIT)
         assert page.evaluate("() => window.__same_page === true")  # no reload
     assert errors == []
+
+
+@pytest.mark.e2e
+def test_a_notebook_page_on_loopback_can_frame_the_app(built_front_end, prepared_workspace, page):
+    """What Jupyter does with the app's _repr_html_: a page of another loopback origin frames it."""
+    with inficond.launch_app(prepared_workspace) as app:
+        with urllib.request.urlopen(app.url, timeout=10) as r:
+            assert r.headers.get("x-frame-options") is None
+            assert "frame-ancestors" in r.headers.get("content-security-policy", "")
+        cls = next(c for c in app.session.performance("val")["classes"] if not c["excluded"])
+        body = f"<!doctype html><h1>notebook</h1>{app.select(cls['name'])._repr_html_()}".encode()
+
+        class Notebook(BaseHTTPRequestHandler):  # a Jupyter-like page: another port, another origin
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        nb = ThreadingHTTPServer(("127.0.0.1", 0), Notebook)
+        threading.Thread(target=nb.serve_forever, daemon=True).start()
+        try:
+            page.set_viewport_size({"width": 1500, "height": 1000})
+            page.goto(f"http://localhost:{nb.server_address[1]}/notebook.html")
+            frame = page.frame_locator("iframe[title=InFiConD]")
+            row = frame.locator(f'[data-testid=class-row][data-class-idx="{cls["class_idx"]}"]')
+            row.wait_for(timeout=4 * WAIT)
+            assert row.get_attribute("aria-selected") == "true"
+        finally:
+            nb.shutdown()
+            nb.server_close()
