@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -62,6 +63,7 @@ def create_app(session: Any, token: Optional[str] = None, *, host: str = "127.0.
         description="Interactive no-code fine-tuning of concept-based students.",
         responses={code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 415, 422, 500)},
     )
+    app.openapi = lambda: _openapi_with_problems(app)
     app.state.engine = Engine(session)
     app.state.token = token
     errors.install(app)
@@ -77,6 +79,25 @@ def create_app(session: Any, token: Optional[str] = None, *, host: str = "127.0.
         def _index() -> HTMLResponse:
             return HTMLResponse(_NOT_BUILT)
     return app
+
+
+def _openapi_with_problems(app: FastAPI) -> dict:
+    """The OpenAPI schema with every error documented as it is sent: problem JSON
+    (``application/problem+json``, :class:`Problem`), including FastAPI's default 422."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                             routes=app.routes)
+        problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for item in schema.get("paths", {}).values():
+            for op in item.values():
+                for code, resp in op.get("responses", {}).items():
+                    if code[0] in "45":
+                        resp["content"] = problem
+        comps = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            comps.pop(unused, None)
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 def resolve_token(host: str, token: Optional[str]) -> Optional[str]:

@@ -21,6 +21,8 @@ from inficond.exceptions import (
     WorkspaceError,
 )
 
+from .schemas import NO_CONTROL
+
 log = logging.getLogger("inficond.server")
 
 TITLES = {
@@ -89,7 +91,10 @@ def install(app: FastAPI) -> None:
         for err in exc.errors()[:5]:  # the message only: never err["input"], which echoes the request
             loc = tuple(err.get("loc", ()))
             where = loc[0] if loc else "request"
-            msgs.append(f"{where} field '{_field(loc)}': {err.get('msg', 'invalid')}")
+            msg = err.get("msg", "invalid")
+            if err.get("type") == "string_pattern_mismatch" and (err.get("ctx") or {}).get("pattern") == NO_CONTROL:
+                msg = "must not contain control characters"
+            msgs.append(f"{where} field '{_field(loc)}': {msg}")
         return problem(422, "; ".join(msgs) or "malformed request")
 
     @app.exception_handler(StarletteHTTPException)

@@ -18,6 +18,7 @@ from inficond.session import TUNE_FACTOR
 # error message echoes more than a glimpse of it (see server/errors.py and server/security.py).
 MAX_NAME_CHARS = 200
 MAX_WORD_CHARS = 64  # = inficond.session.MAX_WORD_CHARS
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"  # no control characters in a word
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 ClassRef = Union[Annotated[int, Field(ge=0)], Name]
 ConceptRef = Union[Annotated[int, Field(ge=0)], Name]
@@ -256,7 +257,7 @@ class Suggestion(Out):
 
 
 class AddConceptsRequest(In):
-    words: list[Annotated[str, Field(max_length=MAX_WORD_CHARS)]] = Field(
+    words: list[Annotated[str, Field(max_length=MAX_WORD_CHARS, pattern=NO_CONTROL)]] = Field(
         min_length=1, max_length=100, description=f"at most 100 words of at most {MAX_WORD_CHARS} characters")
 
 

@@ -23,7 +23,9 @@ def export(engine: EngineDep, request: Request):
     return {"files": files}
 
 
-@router.get("/files/{name}", name="download_export", summary="Download an exported file")
+@router.get("/files/{name}", name="download_export", summary="Download an exported file",
+            response_class=FileResponse,
+            responses={200: {"description": "the file", "content": {"application/octet-stream": {}}}})
 def download(engine: EngineDep, name: str):
     path = engine.exports.get(name)  # only names this server exported, never a request path
     if path is None or not Path(path).is_file():
