@@ -297,13 +297,21 @@ def test_sparklines_share_one_scale_with_a_readable_tooltip(page: Page, live_ser
 
 
 def test_discrepancy_sort_says_when_it_falls_back(page: Page, live_server, screenshots):
+    """Where the student gets every (or no) val positive or negative right, the discrepancy of that
+    subset is undefined: the view says so and sorts by class contrast instead of corpus order."""
     s = live_server.session
-    undefined = [c for c in included(s) if not s._discrepancy_full(c["class_idx"])["p_defined"] and c["n_pos"] > 0]
-    if not undefined:
-        pytest.fail("the test workspace has no class whose student gets no (or every) val positive right")
-    open_class(page, live_server.url, undefined[0]["class_idx"])
-    page.locator("[data-testid=knowledge-sort]").select_option("discrepancy_p")
+    found = [(c, key) for key, flag in (("discrepancy_p", "p_defined"), ("discrepancy_n", "n_defined"))
+             for c in included(s) if not s._discrepancy_full(c["class_idx"])[flag] and 0 < c["n_pos"]]
+    if not found:
+        pytest.fail("the test workspace has no class with an undefined discrepancy")
+    cls, key = found[0]
+    open_class(page, live_server.url, cls["class_idx"])
+    page.locator("[data-testid=knowledge-sort]").select_option(key)
     note = page.locator("[data-testid=sort-note]")
     expect(note).to_contain_text("undefined")
     expect(note).to_contain_text("class contrast")
+    rows = page.locator("[data-testid=concept-row]")
+    expect(rows.first).to_be_visible()
+    idx = [int(i) for i in rows.evaluate_all("els => els.map(e => e.dataset.conceptIdx)")]
+    assert idx != sorted(idx), "fell back to corpus order"
     shot(page, screenshots, "discrepancy-note", "knowledge")
