@@ -3,7 +3,6 @@ preview, conflicts in plain words, and the figures the views show (real Session,
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -14,18 +13,14 @@ from fastapi.testclient import TestClient
 from inficond.server import create_app
 from inficond.session import Session
 
-REPO = Path(__file__).resolve().parents[1]
-SMALL = Path(os.environ.get("INFICOND_TEST_WORKSPACE", REPO / "workspaces" / "small"))
 LOCAL = "http://127.0.0.1"
 JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def base_workspace(request) -> Path:
-    """workspaces/small (or INFICOND_TEST_WORKSPACE), else the shared prepared workspace."""
-    if (SMALL / "workspace.sqlite").exists():
-        return SMALL
-    return request.getfixturevalue("prepared_workspace")
+def base_workspace(prepared_workspace) -> Path:
+    """The workspace built by this run's code (conftest), never one left over from older code."""
+    return prepared_workspace
 
 
 @pytest.fixture
