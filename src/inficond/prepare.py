@@ -131,7 +131,8 @@ def outdated_notices(ws: Workspace) -> list[str]:
     """Why ``ws`` differs from what ``prepare`` would build today with the defaults, in plain words.
 
     Cheap (no model is loaded): compares the stored default-corpus digest with the packaged corpus, the
-    stored encoder version with the installed one and the default teacher's settings with today's. An empty list means nothing is known to be outdated.
+    stored encoder version with the installed one and the default teacher's settings with today's.
+    An empty list means nothing is known to be outdated.
     """
     from inficond.concepts import default_corpus
     from inficond.concepts.corpus import default_corpus_digest
