@@ -176,7 +176,10 @@ def test_create_teacher_every_kind(tmp_path):
     tf = create_teacher(f"file:{tmp_path / 'l.npz'}", CLASSES, workspace=tmp_path)
     assert np.array_equal(tf.logits(IDS, None), TABLE)
     te = create_teacher("effnet-lite2", CLASSES)
-    assert isinstance(te, EffNetTeacher) and te.image_size == 320 and not te.is_fitted
+    from inficond.teachers.effnet import DEFAULT_C, DEFAULT_IMAGE_SIZE
+
+    assert isinstance(te, EffNetTeacher) and (te.image_size, te.C) == (DEFAULT_IMAGE_SIZE, DEFAULT_C)
+    assert not te.is_fitted
     for bad in ("resnet50", "effnet-lite9", "file:", "http:x"):
         with pytest.raises(UnknownNameError, match="unknown teacher") as e:
             create_teacher(bad, CLASSES)
