@@ -9,7 +9,9 @@ the same arrays, rows, teacher head, provenance, exported student and replay.
 
 The commands are real ``inficond`` command lines in separate processes, forked from a server
 that has the heavy libraries imported (see tests/_crash_server.py). Settings:
-``INFICOND_CRASH_KILLS`` (default 50) and ``INFICOND_CRASH_SEED`` (default 0).
+``INFICOND_CRASH_KILLS`` (default 50), ``INFICOND_CRASH_SEED`` (default 0) and
+``INFICOND_CRASH_VERBOSE`` (print every attempt). The kill delays are seeded; what work they
+interrupt also depends on the machine's speed, so two runs kill at different points.
 """
 
 from __future__ import annotations
