@@ -118,7 +118,7 @@ def test_conse_person_pseudo_class_mixing():
 def test_identity_captures_every_grounding_setting():
     base = ConseEffnetEncoder(hypernym_depth=0, description_weight=0.0, prompts=("{}",), person_cue=False)
     idents = [base.identity()]
-    for kw in ({"hypernym_depth": 2}, {"hypernym_depth": 2, "hypernym_decay": 1.0}, {"description_weight": 0.5},
+    for kw in ({"hypernym_depth": 2}, {"hypernym_depth": 2, "hypernym_decay": 0.5}, {"description_weight": 0.5},
                {"prompts": ("a photo of a {}.",)}, {"person_cue": True}, {"person_cue": True, "person_weight": 0.5},
                {"network": "efficientnet-lite2"}):
         idents.append(ConseEffnetEncoder(**{**dict(hypernym_depth=0, description_weight=0.0, prompts=("{}",),
