@@ -206,6 +206,7 @@ def test_unhandled_errors_log_an_id_and_return_plain_words(session, caplog):
     ("POST", "/api/provenance/revert", {"state_id": "abc"}, 422),
     ("GET", "/api/classes/\u00b2/concepts", None, 404),  # "²".isdigit() is True; int("²") fails
     ("GET", "/api/concepts/\u00b2", None, 404),
+    ("GET", "/api/classes/0/concepts/search?q=%20%20", None, 422),  # the engine's own check: 422, not 500
     ("POST", "/api/tune", {"instructions": [{"class": "\u00b2", "concept": 0, "direction": "up"}]}, 404),
 ])
 def test_error_messages_carry_no_internals(client, method, url, body, status):

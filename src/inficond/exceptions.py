@@ -3,6 +3,7 @@
     InficondError
     ├── DataError                 dataset layout missing or malformed
     │   └── CorruptImageError     one image cannot be decoded
+    ├── ArgumentError             a parameter out of its range (k, n_points, split, ...)
     ├── EncoderLoadError          an encoder's model or weights cannot be loaded
     ├── TeacherOutputError        NaN/inf logits, wrong shape, unknown image ids
     ├── UnknownNameError          unknown class, concept, encoder, teacher or solver
@@ -29,6 +30,11 @@ class DataError(InficondError, ValueError):
 
 class CorruptImageError(DataError):
     pass
+
+
+class ArgumentError(InficondError, ValueError):
+    """A parameter out of its range; the server answers 422 with the message (other ValueErrors
+    are failures of ours and answer 500 with an error id)."""
 
 
 class EncoderLoadError(InficondError, RuntimeError):

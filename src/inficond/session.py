@@ -34,7 +34,7 @@ from inficond.analysis import (
     whatif_curves,
 )
 from inficond.analysis.whatif import influence_grid
-from inficond.exceptions import TuningError, UnknownNameError, VoteConflictError, WorkspaceError
+from inficond.exceptions import ArgumentError, TuningError, UnknownNameError, VoteConflictError, WorkspaceError
 from inficond.store.workspace import PENDING_PATCHES_KEY, Workspace
 from inficond.students import ConceptStudent, Instruction, ProvenanceLog, apply_tuning, export_student, lambda_for_sparsity
 from inficond.students.provenance import widen_student
@@ -140,7 +140,7 @@ class Session:
 
     def rows(self, split: str) -> np.ndarray:
         if split not in ("train", "val", "test"):
-            raise ValueError(f"unknown split {split!r}; expected train, val or test")
+            raise ArgumentError(f"unknown split {split!r}; expected train, val or test")
         return self.ws.split_indices(split)
 
     def class_idx(self, cls) -> int:
@@ -362,7 +362,7 @@ class Session:
     def class_concepts(self, cls, k: int = 10, sort: str = "influence") -> dict:
         ki = self.class_idx(cls)
         if not 1 <= int(k) <= len(self.ws.concept_words):
-            raise ValueError(f"k must be between 1 and {len(self.ws.concept_words)}, got {k}")
+            raise ArgumentError(f"k must be between 1 and {len(self.ws.concept_words)}, got {k}")
         coef = self.student.coef_[ki]
         dp, dn, note = self._ranking_arrays(ki, sort)
         order = [d["concept_idx"] for d in rank_concepts(coef, dp, dn, by=sort, k=int(k))]
@@ -408,9 +408,9 @@ class Session:
         ki = self.class_idx(cls)
         q = " ".join(str(q).split()).lower()
         if not q:
-            raise ValueError("search text q is empty; type part of a concept word")
+            raise ArgumentError("search text q is empty; type part of a concept word")
         if not 1 <= int(limit) <= 200:
-            raise ValueError(f"limit must be between 1 and 200, got {limit}")
+            raise ArgumentError(f"limit must be between 1 and 200, got {limit}")
         coef = self.student.coef_[ki]
         words = self.ws.concept_words
         hits = [i for i, w in enumerate(words) if q in w.lower()]
@@ -433,7 +433,7 @@ class Session:
         """Where an up or a down vote at strength ``factor`` would put the bound of concept ``c``."""
         factor = float(factor)
         if not (np.isfinite(factor) and 0 < factor <= 2):
-            raise ValueError(f"factor (vote strength) must be in (0, 2], got {factor!r}")
+            raise ArgumentError(f"factor (vote strength) must be in (0, 2], got {factor!r}")
         coef = self.student.coef_[k]
         out = {"factor": factor, "ref": reference_influence(coef), "earlier": self.earlier_vote(k, c)}
         for d in ("up", "down"):
@@ -445,7 +445,7 @@ class Session:
     def whatif(self, cls, concept, n_points: int = 21, factor: float | None = None) -> dict:
         ki, ci = self.class_idx(cls), self.concept_idx(concept)
         if not 3 <= int(n_points) <= 201:
-            raise ValueError(f"n_points must be between 3 and 201, got {n_points}")
+            raise ArgumentError(f"n_points must be between 3 and 201, got {n_points}")
         proposal = None if factor is None else self.vote_proposal(ki, ci, factor)
         if proposal is None:
             cur = self._whatif(ki, [ci], n_points=int(n_points))

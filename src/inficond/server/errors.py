@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inficond.exceptions import (
+    ArgumentError,
     DataError,
     InficondError,
     TeacherOutputError,
@@ -72,7 +73,7 @@ def status_for(exc: BaseException) -> int:
     """The HTTP status an engine exception maps to (500: a failure of ours, not of the request)."""
     if isinstance(exc, UnknownNameError):
         return 404
-    if isinstance(exc, (TuningError, DataError, TeacherOutputError)):
+    if isinstance(exc, (ArgumentError, TuningError, DataError, TeacherOutputError)):
         return 422
     if isinstance(exc, WorkspaceError):
         return 409
