@@ -165,10 +165,14 @@ def test_token_from_the_url_is_used_for_every_request(page: Page, built_front_en
         page.goto(srv.url)
         expect(page.locator("[data-testid=view-performance] [role=alert]")).to_contain_text("token")
         page.goto(srv.url + "?token=t0ken-xyz")
+        # the server traded the token for an HttpOnly cookie and redirected to the clean URL
+        assert "token" not in page.url
         expect(page.locator("[data-testid=class-row]").first).to_be_visible()
-        expect(page.locator("[data-testid=concept-row] img").first).to_have_js_property("complete", True)
-        natural = page.locator("[data-testid=concept-row] img").first.evaluate("e => e.naturalWidth")
-        assert natural > 0
+        img = page.locator("[data-testid=concept-row] img").first
+        expect(img).to_have_js_property("complete", True, timeout=60_000)
+        assert img.evaluate("e => e.naturalWidth") > 0
+        assert "token" not in img.get_attribute("src")  # images load with the cookie, not a URL token
+        assert page.evaluate("document.cookie") == ""  # HttpOnly: page scripts cannot read it
 
 
 @pytest.mark.parametrize("width, height", SIZES)
