@@ -28,7 +28,7 @@ def mean_ap(y: np.ndarray, scores: np.ndarray, classes: list[int]) -> float:
     return float(np.mean([average_precision_score(y[:, k], scores[:, k]) for k in classes]))
 
 
-def cached_concept_vectors(image_ids: list[str]) -> tuple[np.ndarray, dict]:
+def cached_concept_vectors(image_ids: list[str], encoder_kwargs: dict | None = None) -> tuple[np.ndarray, dict]:
     """(n, C) float16 concept vectors of the default encoder over the default corpus, from the grounding cache.
 
     The same numbers ``prepare`` stores (max over regions of cosine, clipped at 0, float16), without
@@ -41,7 +41,7 @@ def cached_concept_vectors(image_ids: list[str]) -> tuple[np.ndarray, dict]:
     from inficond.concepts.corpus import default_corpus
     from inficond.encoders.conse_effnet import ConseEffnetEncoder
 
-    enc = ConseEffnetEncoder()
+    enc = ConseEffnetEncoder(**(encoder_kwargs or {}))
     ids, P, I = grounding_cache.load("lite0", enc.image_size, enc.window, enc.stride, 20)
     if list(ids) != list(image_ids):
         raise RuntimeError("the grounding cache's images differ from the workspace's")
@@ -61,6 +61,8 @@ def main() -> None:
                     help="replace the workspace's concept vectors by the installed default conse-effnet encoder's "
                          "over the packaged default corpus, computed from bench_grounding's cached network outputs "
                          "(teacher logits, labels and splits stay the workspace's)")
+    ap.add_argument("--encoder-kwargs", default="{}", help="JSON settings for --concepts-from-cache "
+                    "(default: the installed defaults), e.g. '{\"description_weight\": 0}'")
     a = ap.parse_args()
     s = Session(a.workspace)
     tr, va, te = s.rows("train"), s.rows("val"), s.rows("test")
@@ -69,7 +71,7 @@ def main() -> None:
     X, T, Y = s.X, s.T, s.Y
     encoder_desc = s.ws.get_meta("encoder")
     if a.concepts_from_cache:
-        X, encoder_desc = cached_concept_vectors(s.ws.image_ids)
+        X, encoder_desc = cached_concept_vectors(s.ws.image_ids, json.loads(a.encoder_kwargs))
     teacher = (mean_ap(Y[va], T[va], classes), mean_ap(Y[te], T[te], classes))
     rows = []
     for target in [int(t) for t in a.targets.split(",")]:
