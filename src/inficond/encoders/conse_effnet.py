@@ -55,7 +55,7 @@ import numpy as np
 from PIL import Image
 
 from inficond.encoders.base import RegionEmbeddings, register_encoder
-from inficond.encoders.person import region_person_scores
+from inficond.encoders.person import FaceDetector, region_person_scores
 from inficond.exceptions import DataError
 
 VERSION = 2  # 2: anchors with descriptions + hypernyms, prompt ensemble, face cue, top-20 at T 3
@@ -372,7 +372,7 @@ class ConseEffnetEncoder:
             "hypernyms": {"source": "wordnet-3.0", "depth": self.hypernym_depth, "decay": self.hypernym_decay}
             if self.hypernym_depth else None,
             "description_weight": self.description_weight, "prompts": list(self.prompts),
-            "person_cue": {"detector": self._face_detector().identity(), "weight": self.person_weight,
+            "person_cue": {"detector": FaceDetector.describe(), "weight": self.person_weight,
                            "anchor": "person"} if self.person_cue else None,
             "image_centre": "mean-imagenet-anchors",
             "text_centre": f"mean-default-corpus:{self._corpus_digest}",
@@ -456,8 +456,6 @@ class ConseEffnetEncoder:
 
     def _face_detector(self):
         if self._faces is None:
-            from inficond.encoders.person import FaceDetector
-
             self._faces = FaceDetector()
         return self._faces
 

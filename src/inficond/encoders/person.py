@@ -55,8 +55,13 @@ class FaceDetector:
             self._mtcnn = MTCNN(keep_all=True, min_face_size=self.min_face_size, device="cpu")
 
     def identity(self) -> dict:
-        return {"model": "mtcnn", "weights": "facenet-pytorch", "max_side": self.max_side,
-                "min_face_size": self.min_face_size}
+        return self.describe(self.max_side, self.min_face_size)
+
+    @staticmethod
+    def describe(max_side: int = 320, min_face_size: int = 20) -> dict:
+        """The settings that change detections (no model is loaded)."""
+        return {"model": "mtcnn", "weights": "facenet-pytorch", "max_side": int(max_side),
+                "min_face_size": int(min_face_size)}
 
     def detect(self, images: list[Image.Image]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image: face boxes ``(n, 4)`` as fractions ``x0, y0, x1, y1`` and probabilities ``(n,)``."""
