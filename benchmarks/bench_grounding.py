@@ -1,6 +1,6 @@
 """Concept grounding: do the words that name a class find that class's images?
 
-    .venv/bin/python benchmarks/bench_grounding.py [--student WS] [--report-test]
+    .venv/bin/python benchmarks/bench_grounding.py [--report-test] [--throughput N]
 
 For each of the 20 VOC classes a short list of naming words (CLASS_WORDS). A word's presence
 score on an image is what the workspace's concept vector holds: the max over the image's regions
@@ -14,8 +14,8 @@ test only once for the baseline and the chosen setting (``--report-test``).
 
 The network runs once per setting of the image side (``grounding_cache.py``: per-region top-20
 ImageNet probabilities and ids, and MTCNN face boxes); text-side levers re-embed those outputs.
-``--student WS`` also checks, on a distilled workspace, whether each class's naming words are
-among its student's top-10 concepts (by |influence|).
+The student side (is a class's naming word among its student's top-10 concepts?) is reported by
+``bench_quality.py``, which fits the students.
 
 Writes ``benchmarks/results/grounding.{md,json}``.
 """
@@ -152,25 +152,6 @@ def grounding_aps(S, words, Y, rows, classes):
             "map_listed": float(np.mean(list(listed.values())))}
 
 
-def student_check(ws_path: str) -> dict:
-    """Per class: is one of its naming words among the student's top-10 concepts (by |influence|)?"""
-    from inficond.analysis.discrepancy import rank_concepts
-    from inficond.session import Session
-
-    s = Session(ws_path)
-    if s.student is None:
-        s.distill()
-    words = s.ws.concept_words
-    out = {}
-    for k, c in enumerate(s.ws.class_names):
-        top = [words[d["concept_idx"]] for d in rank_concepts(s.student.coef_[k], k=10)]
-        naming = [w for w in CLASS_WORDS.get(c, [c]) if w in words]
-        out[c] = {"naming_words_in_corpus": naming, "top10": top, "hit": sorted(set(naming) & set(top)),
-                  "rank_of_first": next((i + 1 for i, w in enumerate(top) if w in naming), None)}
-    return {"workspace": ws_path, "encoder": s.ws.meta("encoder") if hasattr(s.ws, "meta") else None,
-            "classes": out, "hits": sum(bool(v["hit"]) for v in out.values())}
-
-
 def throughput(settings: dict[str, dict], ids: list[str], rounds: int = 2) -> dict:
     """Images/s of ``encode_regions`` (decoding excluded) per setting, interleaved in rounds on one machine state."""
     from inficond.data.images import load_image
@@ -191,7 +172,6 @@ def throughput(settings: dict[str, dict], ids: list[str], rounds: int = 2) -> di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--student", default=None, help="distilled workspace for the top-10 check")
     ap.add_argument("--report-test", action="store_true", help="report the test split for the baseline and the choice")
     ap.add_argument("--fresh", action="store_true", help="ignore memoised results of earlier runs")
     ap.add_argument("--no-faces", action="store_true", help="skip the person-cue lever (no face cache needed)")
@@ -258,8 +238,6 @@ def main() -> None:
                                   "a shared machine, so compare the ratios")
     if a.report_test:
         res["test"] = {"baseline": run(BASELINE, test), "chosen": run(cur, test)}
-    if a.student:
-        res["student"] = student_check(a.student)
     write(res, classes)
 
 
@@ -296,14 +274,6 @@ def write(res: dict, classes: list[str]) -> None:
         tp = res["throughput_img_s"]
         md += ["", "Encoder throughput (" + res["throughput_note"] + "): " + ", ".join(
             f"{k} {v:.1f} images/s ({v / tp['baseline']:.2f}x)" for k, v in tp.items()) + "."]
-    if "student" in res:
-        st = res["student"]
-        md += ["", f"### Student side (`{st['workspace']}`): class's naming words among its top-10 concepts", "",
-               f"{st['hits']} of {len(st['classes'])} classes.", "", "| class | naming words in corpus | rank | top-10 |",
-               "|---|---|---|---|"]
-        for c, v in st["classes"].items():
-            md.append(f"| {c} | {', '.join(v['naming_words_in_corpus']) or '(none)'} | {v['rank_of_first'] or '-'} | "
-                      f"{', '.join(v['top10'])} |")
     (OUT / "grounding.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
