@@ -9,9 +9,9 @@ CHROMIUM ?= /usr/bin/chromium
 STAMP   := $(VENV)/.installed
 WEB_STAMP := src/inficond/server/static/index.html
 
-.PHONY: setup demo test test-py test-web web browser prepare distill serve bench clean
+.PHONY: setup demo test test-py test-web web browser wordnet prepare distill serve bench clean
 
-setup: $(STAMP) $(WEB_STAMP)
+setup: $(STAMP) $(WEB_STAMP) wordnet
 
 # Reinstalls only when the pins change; torch comes from the local wheel via constraints.txt.
 $(STAMP): requirements.lock constraints.txt pyproject.toml
@@ -29,6 +29,12 @@ $(WEB_STAMP): web/node_modules/.package-lock.json $(shell find web/src -type f 2
 browser:
 	@test -x $(CHROMIUM) || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	  || echo "warning: could not install Debian chromium; browser tests (tests/e2e) will be skipped"
+
+# The default encoder reads WordNet 3.0's noun hierarchy (Debian's wordnet-base; see encoders/wordnet.py).
+wordnet:
+	@test -f /usr/share/wordnet/data.noun || test -n "$$INFICOND_WORDNET" \
+	  || (apt-get update -qq && apt-get install -y -qq wordnet-base >/dev/null) \
+	  || echo "warning: could not install Debian wordnet-base; set INFICOND_WORDNET to a WordNet 3.0 dict folder"
 
 prepare: setup
 	$(BIN)/inficond prepare --data $(DATA) --out $(WS)
