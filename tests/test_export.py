@@ -55,3 +55,20 @@ def test_export_validates(student, tmp_path):
     (tmp_path / "x.json").write_text('{"format": "other"}')
     with pytest.raises(DataError, match="not an inficond-student"):
         load_student(tmp_path / "x.json")
+
+
+def test_concept_text_is_exported_exactly_and_never_left_stale(student, tmp_path):
+    # predict.py reads concept_text.npy: prompted concepts ("can" -> "tin can") cannot be re-encoded
+    # from the bare words, so the export must carry the embeddings the vectors were made with
+    X, st = student
+    text = np.random.default_rng(0).normal(size=(40, 16)).astype(np.float32)
+    paths = export_student(st, [f"word{i}" for i in range(40)], ["cat", "dog", "car"], {}, tmp_path,
+                           concept_text=text)
+    np.testing.assert_array_equal(np.load(paths["concept_text"]), text)
+    with pytest.raises(DataError, match=r"\(40, dim\).*\(39, 16\)"):
+        export_student(st, [f"word{i}" for i in range(40)], ["cat", "dog", "car"], {}, tmp_path,
+                       concept_text=text[:39])
+    assert np.load(tmp_path / "concept_text.npy").shape == (40, 16)  # a refused export changes nothing
+    # an export without embeddings into the same folder removes the earlier file
+    paths = export(student, tmp_path)
+    assert "concept_text" not in paths and not (tmp_path / "concept_text.npy").exists()

@@ -55,6 +55,8 @@ def predict_images(student_json: str | Path, images: list[str | Path], top: int 
     meta = json.loads(student_json.read_text())
     student = load_student(student_json)
     words, classes = meta["concept_words"], meta["class_names"]
+    # The workspace's own concept embeddings: prompted concepts were encoded from their prompt
+    # ("tin can" for ``can``), which the bare words in the JSON cannot reproduce.
     text_file = student_json.with_name("concept_text.npy")
     encoder = encoder_from_identity(meta["encoder"])
     text = np.load(text_file) if text_file.exists() else encoder.encode_text(words)
@@ -76,12 +78,15 @@ def predict_images(student_json: str | Path, images: list[str | Path], top: int 
             continue
         embs = encoder.encode_regions(imgs)
         r_max = max(len(e.embeddings) for e in embs)
-        regions = np.zeros((len(embs), r_max, text.shape[1]), np.float32)
+        # float16 regions and concept vectors, as ``prepare`` stores them: the student was fitted
+        # on those, so the same image gives the same vector here (not one ~1e-4 off).
+        regions = np.zeros((len(embs), r_max, text.shape[1]), np.float16)
         counts = np.zeros(len(embs), np.int16)
         for i, e in enumerate(embs):
             regions[i, : len(e.embeddings)] = e.embeddings
             counts[i] = len(e.embeddings)
         X, _ = map_concepts(regions, counts, text)
+        X = X.astype(np.float16).astype(np.float64)
         Z = (X - student.mean_) / student.scale_
         logits = Z @ student.coef_.T + student.intercept_
         for p, z, lg in zip(ok, Z, logits):

@@ -833,7 +833,8 @@ class Session:
     def export(self, out_dir: str | Path | None = None) -> dict:
         out = Path(out_dir) if out_dir else self.path / "export" / f"state-{self.log.head()}"
         paths = export_student(
-            self.student, self.ws.concept_words, self.ws.class_names, self.ws.get_meta("encoder"), out
+            self.student, self.ws.concept_words, self.ws.class_names, self.ws.get_meta("encoder"), out,
+            concept_text=self.ws.array("concept_text"),
         )
         return {k: str(v) for k, v in paths.items()}
 

@@ -13,10 +13,16 @@ the exact float64 weights.
 
 ONNX (``student.onnx``, opset 17): input ``concepts`` float32 (n, C), output ``logits``
 float32 (n, K), computed as Sub(mean) -> Div(scale) -> MatMul(coef.T) -> Add(intercept).
+
+``concept_text.npy`` (optional, float32 (C, D)): the concept embeddings the student's concept
+vectors were computed with. A workspace encodes a concept's *prompt* when it has one (``can`` is
+encoded as "tin can"), so re-encoding the bare words gives other vectors; :mod:`inficond.predict`
+uses this file when it is there.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -63,8 +69,11 @@ def _onnx_model(student: ConceptStudent, class_names):
     return model
 
 
-def export_student(student: ConceptStudent, concept_words, class_names, encoder_identity, out_dir) -> dict:
-    """Write ``student.json`` and ``student.onnx`` into ``out_dir``; returns ``{"json": path, "onnx": path}``.
+def export_student(student: ConceptStudent, concept_words, class_names, encoder_identity, out_dir,
+                   concept_text=None) -> dict:
+    """Write ``student.json`` and ``student.onnx`` (and ``concept_text.npy`` when given) into ``out_dir``.
+
+    Returns ``{"json": path, "onnx": path}``, plus ``"concept_text": path`` when it was written.
 
     Parameters
     ----------
@@ -74,6 +83,9 @@ def export_student(student: ConceptStudent, concept_words, class_names, encoder_
     encoder_identity : dict
         The encoder's JSON identity (the concept vectors are only meaningful with it).
     out_dir : str or Path
+    concept_text : array (n_concepts, dim) or None
+        The embeddings the concept vectors were made with (a workspace's ``concept_text``). Without
+        them a predictor can only re-encode ``concept_words``, which differs for prompted concepts.
     """
     student._check_fitted()
     K, C = student.coef_.shape
@@ -82,6 +94,11 @@ def export_student(student: ConceptStudent, concept_words, class_names, encoder_
         raise DataError(f"{len(concept_words)} concept words given; the student has {C} concepts")
     if len(class_names) != K:
         raise DataError(f"{len(class_names)} class names given; the student has {K} classes")
+    if concept_text is not None:
+        concept_text = np.asarray(concept_text, dtype=np.float32)
+        if concept_text.ndim != 2 or concept_text.shape[0] != C or not np.isfinite(concept_text).all():
+            raise DataError(f"concept_text must be a finite ({C}, dim) array for the student's {C} concepts, "
+                            f"got shape {concept_text.shape}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = {
@@ -102,6 +119,13 @@ def export_student(student: ConceptStudent, concept_words, class_names, encoder_
     paths = {"json": out / "student.json", "onnx": out / "student.onnx"}
     atomic_write_bytes(paths["json"], json.dumps(doc, indent=1).encode())
     atomic_write_bytes(paths["onnx"], _onnx_model(student, class_names).SerializeToString())
+    if concept_text is not None:
+        buf = io.BytesIO()
+        np.save(buf, concept_text)
+        paths["concept_text"] = out / "concept_text.npy"
+        atomic_write_bytes(paths["concept_text"], buf.getvalue())
+    else:  # a file left by an earlier export into this folder would describe other concepts
+        (out / "concept_text.npy").unlink(missing_ok=True)
     return paths
 
 
