@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DEV_DATA = Path(os.environ.get("INFICOND_DATA", REPO.parent / "shared" / "data" / "voc2012-subset"))
+DEV_DATA = Path(os.environ.get("INFICOND_DATA", REPO.parent / "shared" / "data" / "voc2012-subset")).resolve()
 SMALL_LIMIT = int(os.environ.get("INFICOND_TEST_LIMIT", "48"))
 
 

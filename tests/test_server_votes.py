@@ -146,21 +146,25 @@ def test_cumulative_change_is_mean_ap_and_per_class(fresh):
 
 def test_discrepancy_sort_says_when_it_is_undefined_and_falls_back_to_contrast(fresh):
     s, client = fresh
-    undefined = [c for c in included(s) if not s._discrepancy_full(c["class_idx"])["p_defined"]
-                 and c["n_pos"] > 0]
-    defined = [c for c in included(s) if s._discrepancy_full(c["class_idx"])["p_defined"]]
-    assert undefined and defined, "the small workspace has classes of both kinds"
-    k = undefined[0]["class_idx"]
-    body = client.get(f"/api/classes/{k}/concepts", params={"k": 8, "sort": "discrepancy_p"}).json()
+    # (class, sort) pairs where the discrepancy is undefined (the student gets all or none of that
+    # side right) or defined; which side is which depends on the data, so both sides are searched
+    pairs = [(c["class_idx"], side) for c in included(s) if 0 < c["n_pos"] for side in ("p", "n")]
+    undefined = [(k, side) for k, side in pairs if not s._discrepancy_full(k)[f"{side}_defined"]]
+    defined = [(k, side) for k, side in pairs if s._discrepancy_full(k)[f"{side}_defined"]]
+    assert undefined and defined, "the small workspace has (class, side) pairs of both kinds"
+    rows = s.rows("val")
+    k, side = undefined[0]
+    y = s.Y[rows, k].astype(bool)
+    assert y.any() and (~y).any()
+    body = client.get(f"/api/classes/{k}/concepts", params={"k": 8, "sort": f"discrepancy_{side}"}).json()
     assert "undefined" in body["sort_note"] and "contrast" in body["sort_note"]
     idx = [c["concept_idx"] for c in body["concepts"]]
     assert idx != sorted(idx)  # not corpus order
-    rows = s.rows("val")
-    y = s.Y[rows, k].astype(bool)
-    contrast = s.X[rows][y].mean(0) - s.X[rows][~y].mean(0)
+    contrast = s.X[rows][y].mean(0).astype(np.float64) - s.X[rows][~y].mean(0).astype(np.float64)
     want = np.argsort(-np.abs(contrast), kind="stable")[:8]
     assert idx == [int(i) for i in want]
-    ok = client.get(f"/api/classes/{defined[0]['class_idx']}/concepts", params={"sort": "discrepancy_p"}).json()
+    k2, side2 = defined[0]
+    ok = client.get(f"/api/classes/{k2}/concepts", params={"sort": f"discrepancy_{side2}"}).json()
     assert ok["sort_note"] is None
 
 

@@ -4,9 +4,9 @@ For a class with influences ``w = coef[k]`` (shape (C,)) and intercept ``b``, th
 logit on standardised concepts ``Z`` is ``base = Z @ w + b``. Setting concept ``c``'s
 influence to ``v`` while everything else stays fixed gives, exactly,
 
-    logit(v) = base + (v - w[c]) * Z[:, c]
+    logit(v) = base + (v - w[c]) * Z[:, c]  =  (Z @ w_without_c + b) + v * Z[:, c]
 
-so each point of a curve is the true metric of that modified student (no refit, no
+(computed the second way, so exact ties of the modified student stay ties) so each point of a curve is the true metric of that modified student (no refit, no
 approximation). At ``v == w[c]`` the logits are bit-for-bit the unchanged student's.
 
 **Default grid.** ``n_points`` evenly spaced values over ``[-span * M, +span * M]`` where
@@ -86,8 +86,17 @@ def whatif_scores(Z, coef_row, intercept: float, concepts, grid) -> np.ndarray:
     concepts = np.asarray(concepts, dtype=int).ravel()
     grid = np.asarray(grid, dtype=np.float64)
     base = Z @ w + float(intercept)
-    delta = grid - w[concepts][:, None]  # (m, P); exactly 0 at the current value
-    return base[None, None, :] + delta[:, :, None] * Z[:, concepts].T[:, None, :]
+    # Off the current value, the logit is built as (logit without c) + v * Z[:, c], not as
+    # base + (v - w[c]) * Z[:, c]: the latter leaves rounding residue of w[c] * Z[:, c], which splits
+    # ties that the modified student really has (e.g. v = 0 on images that differ only in c) and
+    # so moves AP away from sklearn's. At the current value the logits stay bit-for-bit ``base``.
+    W_rest = np.repeat(w[:, None], concepts.size, axis=1)  # (C, m)
+    W_rest[concepts, np.arange(concepts.size)] = 0.0
+    rest = (Z @ W_rest).T + float(intercept)  # (m, n)
+    scores = rest[:, None, :] + grid[:, :, None] * Z[:, concepts].T[:, None, :]
+    at_current = grid == w[concepts][:, None]  # (m, P)
+    scores[at_current] = base
+    return scores
 
 
 def whatif_curves(Z, coef_row, intercept: float, y_true, concepts, n_points: int = 21,
