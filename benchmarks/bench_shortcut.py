@@ -32,7 +32,10 @@ Setup (chosen before any result was seen)
 - **Variants** (design choices of issue 8, chosen on the val shortcut-free split): hard bounds
   (default), bounds + erase (marginal / partial), soft votes (per-concept L1).
 - **Suggestions**: ``Session.suggest(dog, k=5)`` on the shortcut student: does a context word
-  appear among the top 3?
+  appear among the top 3? The suggestions include suspected shortcuts (partial correlation of a
+  concept's presence with the teacher's logit given the train label, each scored by applying its
+  erase-downvote); the top suggestion is also applied alone. The same suggestions on the
+  workspace's own teacher show whether they flood ordinary classes.
 
 Targets: the votes recover at least half of the AP the shortcut cost on the shortcut-free test
 split (cost = clean student AP - shortcut student AP), and a context word is in the top-3
@@ -195,6 +198,33 @@ def synthetic_shortcut(ws_src: Path, tmp: Path, b: dict, downs, lam_kw, progress
     return res
 
 
+def normal_teacher_suggestions(ws_src: Path, tmp: Path, lam_kw, progress=print) -> list[dict]:
+    """On the workspace's own teacher (no planted shortcut): each class's top-3 suggestions, and the
+    val/test AP after applying each shortcut suggestion among them alone (val would be the
+    split to choose on; test is only reported)."""
+    from inficond.session import Session
+
+    sess = Session(private_copy(ws_src, tmp / "normal-ws"))
+    sess.distill(**lam_kw)
+    root = sess.log.head()
+    rows = []
+    for cls in sess.ws.class_names:
+        top = sess.suggest(cls, k=3)
+        applied = []
+        for m in top:
+            if m.get("kind") != "shortcut":
+                continue
+            res = sess.tune([{"class": cls, "concept": m["word"], "direction": "down"}], erase=True)
+            applied.append({"word": m["word"], "gain_train": m["gain"],
+                            **{f"{sp}_before": res[sp]["before"]["ap"] for sp in ("val", "test")},
+                            **{f"{sp}_after": res[sp]["after"]["ap"] for sp in ("val", "test")}})
+            sess.revert(root)
+        rows.append({"class": cls, "top3": [{"word": m["word"], "direction": m["direction"], "kind": m.get("kind"),
+                                             "gain": m["gain"]} for m in top], "shortcuts_applied": applied})
+    progress(f"normal teacher: {sum(len(r['shortcuts_applied']) for r in rows)} shortcut suggestions in 20 top-3s")
+    return rows
+
+
 def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = None, progress=print,
         synthetic: bool = True) -> dict:
     from inficond.session import Session
@@ -258,12 +288,26 @@ def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = N
     # how much each suggested concept's presence goes with the context's (no labels involved)
     g = b["X"][:, sess.concept_idx(CONTEXT)].astype(float)
     out["suggestions"] = [{"word": m["word"], "direction": m["direction"], "gain": m["gain"],
+                           "kind": m.get("kind", "move"), "erase": bool(m.get("erase")),
                            "weight": float(sess.student.coef_[k, m["concept_idx"]]),
                            "corr_with_context": float(np.corrcoef(b["X"][:, m["concept_idx"]].astype(float), g)[0, 1])}
                           for m in sugg]
     out["context_word_weights"] = {w: float(sess.student.coef_[k, sess.concept_idx(w)]) for w in downs}
-    top3 = [m["word"] for m in sugg[:3]]
-    out["suggest_top3_has_context"] = any(w in DOWN_WORDS and m["direction"] == "down" for w, m in zip(top3, sugg))
+    out["suggest_top3_has_context"] = any(m["word"] in DOWN_WORDS and m["direction"] == "down" for m in sugg[:3])
+    # where the context words rank among the shortcut suspects (partial correlation given the label)
+    from inficond.analysis.suggest import shortcut_suspects
+
+    tr = sess.rows("train")
+    order = [d["concept_idx"] for d in shortcut_suspects(sess._Z("train"), sess.T[tr, k], sess.Y[tr, k], k=len(words), min_corr=-2)]
+    out["suspect_rank"] = {w: order.index(sess.concept_idx(w)) + 1 for w in downs}
+    out["suspect_top"] = [words[c] for c in order[:10]]
+    out["n_concepts"] = len(order)
+    # the top suggestion applied alone, as the UI would (its erase option included): shortcut-free AP
+    top = sugg[0] if sugg else None
+    if top:
+        sess.tune([{"class": CLASS, "concept": top["word"], "direction": top["direction"]}], erase=bool(top.get("erase")))
+        out["top_suggestion_applied"] = {"vote": top["word"], **{f"free_{sp}": free_ap(sess, sp) for sp in ("val", "test")}}
+        sess.revert(root)
     progress(f"shortcut student ready: {out['ap']}; suggestions {out['suggestions']}")
 
     steps = [[(w, "down") for w in downs], [(w, "up") for w in ups], [(w, "down") for w in downs] + [(w, "up") for w in ups]]
@@ -282,6 +326,7 @@ def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = N
         progress(f"{name}: " + ", ".join(f"{r['free_val']:.3f}/{r['free_test']:.3f}" for r in rows))
     if synthetic:
         out["synthetic"] = synthetic_shortcut(ws_src, tmp, b, downs, lam_kw, progress)
+    out["normal_teacher"] = normal_teacher_suggestions(ws_src, tmp, lam_kw, progress)
     for s in ("val", "test"):
         a = out["ap"][s]
         cost = a["clean_student"] - a["shortcut_student"]
@@ -345,12 +390,38 @@ def report(out: dict, ws: str) -> str:
         for name, rows in sy["variants"].items():
             lines.append(f"| {name} | " + " → ".join(f"{r['val']:.3f}" for r in rows) + " | "
                          + " → ".join(f"{r['test']:.3f}" for r in rows) + " |")
-    sug = ", ".join(f"{'▲' if m['direction'] == 'up' else '▼'}{m['word']} (+{m['gain']:.3f}, weight {m['weight']:+.3f}, "
+    sug = ", ".join(f"{'possible shortcut: ' if m.get('kind') == 'shortcut' else ''}{'▲' if m['direction'] == 'up' else '▼'}"
+                    f"{m['word']}{' (erase)' if m.get('erase') else ''} (+{m['gain']:.3f}, weight {m['weight']:+.3f}, "
                     f"presence corr. with {out['context']} {m['corr_with_context']:+.2f})" for m in out["suggestions"])
     cw = ", ".join(f"{w} {v:+.3f}" for w, v in out.get("context_word_weights", {}).items())
-    lines += ["", f"Suggestions for dog on the shortcut student (train split, AP gain of the move alone): {sug}. "
+    rk = ", ".join(f"{w} #{r}" for w, r in out.get("suspect_rank", {}).items())
+    lines += ["", f"Suggestions for dog on the shortcut student (train split, AP gain of the vote alone; weight moves by exact "
+              f"what-if, suspected shortcuts by applying ▼ with erase and refitting): {sug}. "
               f"One of the voted context words among the top 3: **{'yes' if out['suggest_top3_has_context'] else 'no'}**. "
-              f"The shortcut student's weights on the voted context words: {cw}.", ""]
+              f"The shortcut student's weights on the voted context words: {cw}.", "",
+              f"Suspected shortcuts are the concepts with the highest partial correlation between their presence and the "
+              f"teacher's logit given the train label; here the top 10 are {', '.join(out.get('suspect_top', []))}; "
+              f"the voted context words rank {rk} of {out['n_concepts']} concepts."]
+    if out.get("top_suggestion_applied"):
+        t = out["top_suggestion_applied"]
+        lines += [f"Applying the top suggestion alone (▼{t['vote']}, erase): shortcut-free AP val {a['val']['shortcut_student']:.3f} → "
+                  f"{t['free_val']:.3f} ({(t['free_val'] - a['val']['shortcut_student']) / a['val']['cost']:.0%} of the cost "
+                  f"recovered), test {a['test']['shortcut_student']:.3f} → {t['free_test']:.3f} "
+                  f"({(t['free_test'] - a['test']['shortcut_student']) / a['test']['cost']:.0%})."]
+    if out.get("normal_teacher"):
+        nt = out["normal_teacher"]
+        n_sc = sum(m["kind"] == "shortcut" for r in nt for m in r["top3"])
+        lines += ["", f"On the workspace's own teacher (no planted shortcut), each class's top-3 suggestions: {n_sc} suspected "
+                  f"shortcut(s) among the {len(nt)} classes' top 3; each one is applied alone (▼ with erase) from the distilled "
+                  "student, AP before → after:", "",
+                  "| class | top-3 suggestions | shortcut votes applied: val AP | test AP |", "|---|---|---|---|"]
+        for r in nt:
+            t3 = ", ".join(f"{'▲' if m['direction'] == 'up' else '▼'}{m['word']}{' (erase)' if m['kind'] == 'shortcut' else ''} "
+                           f"+{m['gain']:.3f}" for m in r["top3"]) or "none"
+            va = "; ".join(f"{x['word']} {x['val_before']:.3f} → {x['val_after']:.3f}" for x in r["shortcuts_applied"]) or ""
+            te = "; ".join(f"{x['word']} {x['test_before']:.3f} → {x['test_after']:.3f}" for x in r["shortcuts_applied"]) or ""
+            lines.append(f"| {r['class']} | {t3} | {va} | {te} |")
+    lines.append("")
     return "\n".join(lines)
 
 

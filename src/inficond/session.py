@@ -33,6 +33,7 @@ from inficond.analysis import (
     top_images,
     whatif_curves,
 )
+from inficond.analysis.suggest import rank_erase_moves, shortcut_suspects
 from inficond.analysis.whatif import influence_grid
 from inficond.exceptions import ArgumentError, TuningError, UnknownNameError, VoteConflictError, WorkspaceError
 from inficond.store.workspace import PENDING_PATCHES_KEY, Workspace
@@ -739,12 +740,51 @@ class Session:
             self._cache.clear()
         return self.provenance()
 
-    def suggest(self, cls, k: int = 5, candidates: int = 30, split: str = "train") -> list[dict]:
+    def suggest(self, cls, k: int = 5, candidates: int = 30, split: str = "train", shortcuts: int = 5) -> list[dict]:
         """Votes that would raise AP on ``split`` most if applied alone (exact what-if); never applied here.
 
         Judged on ``train`` by default: suggestions picked on val overfit val (see the tuning
         scenarios in BENCHMARKS.md), while val and test stay an honest check of each step.
+        Besides the weight moves (``kind`` "move"), up to ``shortcuts`` suspected shortcuts
+        (concepts the teacher credits beyond the train labels, see
+        :func:`~inficond.analysis.suggest.shortcut_suspects`) are scored by applying their
+        ▼ vote with ``erase=True`` and refitting; those that gain come as ``kind`` "shortcut"
+        with ``erase`` True, ranked with the rest by gain (one entry per concept).
         """
+        moves = [{**m, "kind": "move", "erase": False} for m in self._suggest_moves(cls, k, candidates, split)]
+        moves += self._suggest_shortcuts(cls, int(shortcuts), split) if shortcuts else []
+        best: dict[int, dict] = {}
+        for m in moves:
+            if m["concept_idx"] not in best or m["gain"] > best[m["concept_idx"]]["gain"]:
+                best[m["concept_idx"]] = m
+        words = self.ws.concept_words
+        ranked = sorted(best.values(), key=lambda m: (-m["gain"], m["concept_idx"]))[: int(k)]
+        return [{**m, "concept_idx": int(m["concept_idx"]), "word": words[int(m["concept_idx"])], "split": split}
+                for m in ranked]
+
+    def _suggest_shortcuts(self, cls, n: int, split: str) -> list[dict]:
+        """Suspects from the train teacher logits and labels, each scored by applying its erase-downvote."""
+        ki = self.class_idx(cls)
+        train = self.rows("train")
+        suspects = shortcut_suspects(self._Z("train"), self.T[train, ki], self.Y[train, ki], k=n)
+        after = []
+        with self._lock:
+            parent = self.log.head()
+            for sus in suspects:
+                parsed = [Instruction(ki, int(sus["concept_idx"]), "down")]
+                try:
+                    self._raise_conflicts(ki, parsed)
+                    params = self._step_params(parent, parsed, TUNE_FACTOR, "error", "bound", True, "marginal", 0.0)
+                    st, _ = apply_tuning(self.student, self.X[train], self.T[train], parsed, self.history, **params)
+                except (TuningError, VoteConflictError):  # e.g. the concept was voted up before
+                    after.append(None)
+                    continue
+                after.append(self._class_scores(ki, split, st))
+        rows = self.rows(split)
+        return rank_erase_moves(suspects, after, self.Y[rows, ki], self._class_scores(ki, split))
+
+    def _suggest_moves(self, cls, k: int, candidates: int, split: str) -> list[dict]:
+        """Weight moves among the weight- and discrepancy-ranked concepts (exact what-if, no refit)."""
         ki = self.class_idx(cls)
         s = self.student
         coef = s.coef_[ki]
@@ -756,10 +796,7 @@ class Session:
         step = TUNE_FACTOR * np.maximum(np.abs(coef[cand]), reference_influence(coef))
         up, down = coef[cand] + step, coef[cand] - step
         rows = self.rows(split)
-        moves = suggest_moves(self._Z(split), coef, float(s.intercept_[ki]), self.Y[rows, ki], cand, up, down, k=int(k))
-        words = self.ws.concept_words
-        return [{**m, "concept_idx": int(m["concept_idx"]), "word": words[int(m["concept_idx"])], "split": split}
-                for m in moves]
+        return suggest_moves(self._Z(split), coef, float(s.intercept_[ki]), self.Y[rows, ki], cand, up, down, k=int(k))
 
     # -- corpus and export -------------------------------------------------------------
     def add_concepts(self, words: list[str], max_added: int | None = None) -> dict:

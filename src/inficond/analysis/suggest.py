@@ -6,15 +6,23 @@ with the tuning policy and passes them in; here each candidate move is evaluated
 the evaluation instances (see :mod:`inficond.analysis.whatif`) with every other influence
 fixed. This is a one-concept-at-a-time estimate: refitting after a tuning step moves the
 other influences too, so realised gains differ.
+
+Suspected shortcuts (:func:`shortcut_suspects`): a teacher that learned a context ("grass
+means dog") gives a concept credit beyond what the label explains. Such a concept need not
+carry any student weight (the distillation spreads the shortcut over correlated concepts), so
+the weight-based candidates above miss it. It is found instead from the teacher's logits and
+the labels alone, as a partial correlation given the label; the caller then scores each
+suspect by applying the erase-downvote (:func:`rank_erase_moves`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from inficond.analysis.metrics import class_metrics
 from inficond.analysis.whatif import whatif_curves
 
-__all__ = ["suggest_moves"]
+__all__ = ["suggest_moves", "shortcut_suspects", "rank_erase_moves"]
 
 
 def suggest_moves(Z, coef_row, intercept: float, y_true, candidates, up_values=None,
@@ -87,3 +95,91 @@ def suggest_moves(Z, coef_row, intercept: float, y_true, candidates, up_values=N
         }
         for i in keep
     ]
+
+
+def shortcut_suspects(Z, t, y, k: int = 5, min_corr: float = 0.0) -> list[dict]:
+    """Concepts whose presence raises the teacher's logit beyond what the ground-truth label explains.
+
+    The partial correlation of the logit ``t`` and each concept's presence given the label:
+    both are centred within each label group (the residuals of a regression on the binary
+    label, with an intercept), then correlated. A positive value means that among images
+    with the same label, the teacher scores those showing the concept higher: the concept
+    acts on the teacher for its own sake, which for a context word is a shortcut.
+
+    Parameters
+    ----------
+    Z : array-like of shape (n, C)
+        Concept presence of the training images (any per-column affine scaling).
+    t : array-like of shape (n,)
+        The teacher's logits for the class.
+    y : array-like of shape (n,)
+        Ground truth (nonzero = positive).
+    k : int, default=5
+        At most this many suspects.
+    min_corr : float, default=0.0
+        Only partial correlations above this.
+
+    Returns
+    -------
+    list of dict
+        ``concept_idx``, ``partial_corr``, sorted by ``partial_corr`` descending (ties to the
+        lower index). Empty when the logit does not vary within the label groups.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64).ravel()
+    y = np.asarray(y).ravel() != 0
+    if Z.ndim != 2 or Z.shape[0] != t.size or y.size != t.size:
+        raise ValueError(f"Z {Z.shape}, t ({t.size},) and y ({y.size},) must have the same number of rows")
+    tr, Zr = t.copy(), Z.copy()
+    for g in (y, ~y):
+        if g.any():
+            tr[g] -= tr[g].mean()
+            Zr[g] -= Zr[g].mean(axis=0)
+    tn = np.sqrt(tr @ tr)
+    zn = np.sqrt(np.einsum("ij,ij->j", Zr, Zr))
+    if tn == 0:
+        return []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pc = np.where(zn > 0, (Zr.T @ tr) / (zn * tn), 0.0)
+    order = np.lexsort((np.arange(pc.size), -pc))
+    order = order[pc[order] > min_corr][: int(k)]
+    return [{"concept_idx": int(c), "partial_corr": float(pc[c])} for c in order]
+
+
+def rank_erase_moves(suspects, scores_after, y_true, scores_before, metric: str = "ap",
+                     min_gain: float = 1e-12) -> list[dict]:
+    """Suspects ranked by the metric gain of actually applying their erase-downvote.
+
+    Parameters
+    ----------
+    suspects : list of dict
+        From :func:`shortcut_suspects`.
+    scores_after : list of (array of shape (n,) or None)
+        The class's student scores on the evaluation rows after each suspect's erase-downvote
+        was applied and refitted; None skips that suspect (e.g. the vote conflicts).
+    y_true, scores_before : array-like of shape (n,)
+    metric : str, default="ap"
+    min_gain : float
+
+    Returns
+    -------
+    list of dict
+        ``concept_idx``, ``direction`` ("down"), ``kind`` ("shortcut"), ``erase`` (True),
+        ``partial_corr``, ``ap_before``, ``ap_after``, ``gain``; only positive gains, sorted
+        by gain descending (ties to the lower concept index).
+    """
+    before = class_metrics(y_true, scores_before)[metric]
+    if before is None or not np.isfinite(before):
+        return []
+    out = []
+    for sus, s in zip(suspects, scores_after):
+        if s is None:
+            continue
+        after = class_metrics(y_true, s)[metric]
+        if after is None or not after - before > min_gain:
+            continue
+        out.append({"concept_idx": int(sus["concept_idx"]), "direction": "down", "kind": "shortcut", "erase": True,
+                    "partial_corr": float(sus["partial_corr"]), "ap_before": float(before),
+                    "ap_after": float(after), "gain": float(after - before)})
+    out.sort(key=lambda m: (-m["gain"], m["concept_idx"]))
+    return out

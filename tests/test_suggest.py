@@ -1,0 +1,80 @@
+"""Suspected-shortcut suggestions: partial correlation given the label, scored by the real erase-downvote."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from inficond.analysis.suggest import rank_erase_moves, shortcut_suspects
+from inficond.session import Session
+from inficond.store.workspace import Workspace
+
+
+def test_shortcut_suspects_is_the_partial_correlation_given_the_label():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = rng.random(n) < 0.3
+    label_only = y + 0.5 * rng.standard_normal(n)  # goes with the label, not with the logit beyond it
+    context = rng.standard_normal(n)  # raises the logit whatever the label
+    noise = rng.standard_normal((n, 3))
+    Z = np.column_stack([label_only, context, noise])
+    t = 3.0 * y + 1.5 * context + 0.5 * rng.standard_normal(n)
+    sus = shortcut_suspects(Z, t, y, k=5, min_corr=-1.0)
+    assert sus[0]["concept_idx"] == 1
+    # the same number from regression residuals on [1, y]
+    A = np.column_stack([np.ones(n), y])
+    res = lambda v: v - A @ np.linalg.lstsq(A, v, rcond=None)[0]  # noqa: E731
+    for d in sus:
+        c = d["concept_idx"]
+        assert d["partial_corr"] == pytest.approx(np.corrcoef(res(Z[:, c]), res(t))[0, 1], abs=1e-9)
+    assert abs(next(d for d in sus if d["concept_idx"] == 0)["partial_corr"]) < 0.15
+    # only positive partial correlations by default, and bad shapes are named
+    assert [d["concept_idx"] for d in shortcut_suspects(Z, t, y)][0] == 1
+    with pytest.raises(ValueError, match="same number of rows"):
+        shortcut_suspects(Z[:10], t, y)
+
+
+def test_rank_erase_moves_keeps_only_real_gains():
+    y = np.array([1, 1, 0, 0, 0])
+    before = np.array([0.1, -1.0, 0.5, -2.0, -3.0])  # AP < 1
+    better = np.array([1.0, 0.9, 0.5, -2.0, -3.0])  # AP 1
+    worse = -better
+    sus = [{"concept_idx": 7, "partial_corr": 0.4}, {"concept_idx": 3, "partial_corr": 0.3},
+           {"concept_idx": 5, "partial_corr": 0.2}]
+    out = rank_erase_moves(sus, [worse, better, None], y, before)
+    assert [m["concept_idx"] for m in out] == [3]
+    assert out[0]["kind"] == "shortcut" and out[0]["erase"] is True and out[0]["direction"] == "down"
+    assert out[0]["ap_after"] == pytest.approx(1.0) and out[0]["gain"] > 0
+
+
+def _plant_shortcut(path, cls="dog", word="grass", strength=2.0):
+    """The teacher's logit for ``cls`` plus ``strength`` std of ``word``'s standardised presence
+    (2, the issue's synthetic case)."""
+    s = Session(path)
+    k, g, tr = s.class_idx(cls), s.concept_idx(word), s.rows("train")
+    x = s.X[:, g].astype(np.float64)
+    z = (x - x[tr].mean()) / x[tr].std()
+    T = np.asarray(s.T, dtype=np.float64).copy()
+    T[:, k] += strength * T[tr, k].std() * z
+    Workspace(path).save_array("teacher_logits", T.astype(np.float32))
+    s = Session(path)
+    s.distill(max_concepts=20)
+    return s
+
+
+def _shortcut_words(s, cls):
+    return [m["word"] for m in s.suggest(cls, k=3) if m["kind"] == "shortcut"]
+
+
+def test_planted_shortcut_is_suggested_and_its_gain_is_real(workspace, prepared_workspace):
+    # control: the workspace's own teacher has no grass shortcut for dog
+    assert "grass" not in _shortcut_words(Session(prepared_workspace), "dog")
+    s = _plant_shortcut(workspace)
+    top = s.suggest("dog", k=3)
+    hit = [m for m in top if m["word"] == "grass"]
+    assert hit, f"grass not among the top 3: {[(m['word'], m['kind'], m['gain']) for m in top]}"
+    m = hit[0]
+    assert m["kind"] == "shortcut" and m["erase"] is True and m["direction"] == "down" and m["gain"] > 0
+    # the suggested vote, applied as the UI would (erase on), gives the train AP the suggestion promised
+    s.tune([{"class": "dog", "concept": "grass", "direction": "down"}], erase=True)
+    assert s._class_metrics(s.class_idx("dog"), "train")["ap"] == pytest.approx(m["ap_after"], abs=1e-9)
