@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -78,3 +80,29 @@ def test_planted_shortcut_is_suggested_and_its_gain_is_real(workspace, prepared_
     # the suggested vote, applied as the UI would (erase on), gives the train AP the suggestion promised
     s.tune([{"class": "dog", "concept": "grass", "direction": "down"}], erase=True)
     assert s._class_metrics(s.class_idx("dog"), "train")["ap"] == pytest.approx(m["ap_after"], abs=1e-9)
+
+
+def test_api_offers_shortcuts_only_on_request_and_the_cli_applies_them_with_erase(workspace):
+    import subprocess
+    import sys
+
+    from fastapi.testclient import TestClient
+
+    from inficond.server import create_app
+
+    s = _plant_shortcut(workspace)
+    client = TestClient(create_app(s), base_url="http://127.0.0.1")
+    plain = client.get("/api/classes/dog/suggestions", params={"k": 3})
+    assert plain.status_code == 200
+    # the page's chips send plain votes, so by default the API offers no erase-only suggestion
+    assert all(m["kind"] == "move" for m in plain.json())
+    asked = client.get("/api/classes/dog/suggestions", params={"k": 3, "shortcuts": 5}).json()
+    assert [m for m in asked if m["word"] == "grass" and m["kind"] == "shortcut" and m["erase"] is True]
+    assert client.get("/api/classes/dog/suggestions", params={"shortcuts": 11}).status_code == 422
+    # `inficond tune --erase` records the erase option in the provenance step
+    r = subprocess.run([sys.executable, "-m", "inficond.cli", "tune", str(workspace), "dog", "--down", "grass",
+                        "--erase"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    s2 = Session(workspace)
+    params = json.loads(s2.log._row(s2.log.head())["step_params"])
+    assert params.get("erase") == [[s2.class_idx("dog"), s2.concept_idx("grass")]], params

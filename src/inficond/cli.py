@@ -88,7 +88,7 @@ def cmd_tune(a) -> None:
 
     ins = [{"class": a.cls, "concept": c, "direction": "up"} for c in a.up]
     ins += [{"class": a.cls, "concept": c, "direction": "down"} for c in a.down]
-    _print(Session(a.workspace).tune(ins))
+    _print(Session(a.workspace).tune(ins, erase=a.erase))
 
 
 def cmd_whatif(a) -> None:
@@ -100,7 +100,7 @@ def cmd_whatif(a) -> None:
 def cmd_suggest(a) -> None:
     from inficond.session import Session
 
-    _print(Session(a.workspace).suggest(a.cls, k=a.k))
+    _print(Session(a.workspace).suggest(a.cls, k=a.k, shortcuts=a.shortcuts))
 
 
 def cmd_provenance(a) -> None:
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cls", metavar="CLASS")
     s.add_argument("--up", nargs="*", default=[], metavar="CONCEPT")
     s.add_argument("--down", nargs="*", default=[], metavar="CONCEPT")
+    s.add_argument("--erase", action="store_true",
+                   help="downvotes also remove what the teacher's logits owe to those concepts (for a shortcut)")
     s.set_defaults(func=cmd_tune)
 
     s = sub.add_parser("whatif", help="metrics as one concept's influence is swept")
@@ -234,10 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--points", type=int, default=21)
     s.set_defaults(func=cmd_whatif)
 
-    s = sub.add_parser("suggest", help="votes that would raise val AP most")
+    s = sub.add_parser("suggest", help="votes that would raise AP on train most, and suspected shortcuts")
     s.add_argument("workspace")
     s.add_argument("cls", metavar="CLASS")
     s.add_argument("-k", type=int, default=5)
+    s.add_argument("--shortcuts", type=int, default=5,
+                   help="suspected shortcuts to score as erase-downvotes (kind 'shortcut'; apply with tune --erase)")
     s.set_defaults(func=cmd_suggest)
 
     s = sub.add_parser("provenance", help="tuning history; --undo or --revert STATE")

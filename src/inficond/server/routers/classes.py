@@ -35,5 +35,10 @@ def whatif(engine: EngineDep, cls: str, concept: str,
 
 @router.get("/{cls}/suggestions", response_model=list[Suggestion],
             summary="Votes the engine expects to raise this class's AP")
-def suggestions(engine: EngineDep, cls: str, k: Annotated[int, Query(ge=1, le=50)] = 5):
-    return engine.suggest(ref(cls, "class"), k=k)
+def suggestions(engine: EngineDep, cls: str, k: Annotated[int, Query(ge=1, le=50)] = 5,
+                shortcuts: Annotated[int, Query(ge=0, le=10, description=(
+                    "also score up to this many suspected shortcuts as erase-downvotes (kind 'shortcut'); "
+                    "each costs a refit"))] = 0):
+    # Off by default: the page's suggestion chips send plain votes, and a shortcut suggestion's gain
+    # holds only when applied with erase; each suspect also costs a refit under the engine lock.
+    return engine.suggest(ref(cls, "class"), k=k, shortcuts=shortcuts)
