@@ -179,6 +179,12 @@ def test_performance_gives_an_ap_interval_from_the_positives_count(fresh):
     from inficond.session import ap_interval
     wide, narrow = ap_interval(0.6, 5), ap_interval(0.6, 500)
     assert wide[1] - wide[0] > 3 * (narrow[1] - narrow[0])
+    # a perfect AP on many positives is a narrow cue, not [0, 1]; on few it stays wide; no overflow
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sure, unsure = ap_interval(1.0, 128), ap_interval(1.0, 3)
+    assert 0.9 < sure[0] < 1.0 == sure[1] and unsure[0] < 0.5
 
 
 def test_summary_names_the_workspace(fresh):

@@ -56,10 +56,12 @@ def ap_interval(ap: float | None, n_pos: int, z: float = 1.96) -> list[float] | 
     """
     if ap is None or n_pos <= 0:
         return None
-    a = min(max(float(ap), 1e-6), 1 - 1e-6)
+    # Half a positive of continuity correction: clamping at 1e-6 made AP 1.0 on 128 positives read
+    # as [0, 1]; expit does not overflow at the extremes. The measured AP always lies inside.
+    a = min(max(float(ap), 0.5 / n_pos), 1 - 0.5 / n_pos)
     half = z / np.sqrt(n_pos * a * (1 - a))
     eta = np.log(a / (1 - a))
-    return [float(1 / (1 + np.exp(-(eta - half)))), float(1 / (1 + np.exp(-(eta + half))))]
+    return [min(float(expit(eta - half)), float(ap)), max(float(expit(eta + half)), float(ap))]
 
 
 def _num(v) -> float | None:
