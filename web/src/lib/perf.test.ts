@@ -4,7 +4,7 @@ import type { Alignment, ClassPerformance, Step } from "./types";
 
 const al = (bc: number, otc: number, bw: number, osc: number): Alignment => ({
   counts: { both_correct: bc, only_teacher_correct: otc, both_wrong: bw, only_student_correct: osc },
-  n: bc + otc + bw + osc, share: 0,
+  n: bc + otc + bw + osc, share: 0, empty: false, rates: {},
 });
 
 function cls(i: number, gap: number | null, s: { ap?: number; recall?: number; f1?: number; precision?: number } = {}, excluded = false): ClassPerformance {

@@ -13,7 +13,7 @@ export const SORT_LABELS: Record<ClassSortKey, string> = {
 };
 
 function keyOf(c: ClassPerformance, key: ClassSortKey): number | null {
-  if (key === "gap") return c.gap;
+  if (key === "gap") return c.gap ?? null;
   return c.student[key] ?? null;
 }
 
