@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from inficond.analysis.suggest import rank_erase_moves, shortcut_suspects
+from inficond.analysis.suggest import group_suspects, rank_erase_moves, shortcut_suspects
 from inficond.session import Session
 from inficond.store.workspace import Workspace
 
@@ -47,6 +47,26 @@ def test_rank_erase_moves_keeps_only_real_gains():
     assert [m["concept_idx"] for m in out] == [3]
     assert out[0]["kind"] == "shortcut" and out[0]["erase"] is True and out[0]["direction"] == "down"
     assert out[0]["ap_after"] == pytest.approx(1.0) and out[0]["gain"] > 0
+
+
+def test_group_suspects_folds_one_context_into_one_suggestion():
+    rng = np.random.default_rng(1)
+    n = 500
+    context = rng.standard_normal(n)
+    # three words of one context (presences correlated ~0.8), one unrelated suspect, one constant column
+    Z = np.column_stack([context + 0.5 * rng.standard_normal(n) for _ in range(3)]
+                        + [rng.standard_normal(n), np.ones(n)])
+    sus = [{"concept_idx": c, "partial_corr": p} for c, p in ((1, 0.5), (3, 0.45), (0, 0.4), (4, 0.3), (2, 0.2))]
+    groups = group_suspects(Z, sus, min_corr=0.5)
+    assert [(g["concept_idx"], g["related"]) for g in groups] == [(1, [0, 2]), (3, []), (4, [])]
+    assert groups[0]["partial_corr"] == 0.5  # the leading suspect's own fields are kept
+    # a threshold above every correlation keeps each suspect alone; no suspects, no groups
+    assert [g["related"] for g in group_suspects(Z, sus, min_corr=0.99)] == [[]] * 5
+    assert group_suspects(Z, []) == []
+    # rank_erase_moves carries the group along
+    y = np.array([1, 0, 1, 0])
+    out = rank_erase_moves(groups[:1], [np.array([1.0, 0.0, 1.0, 0.0])], y, np.array([0.0, 1.0, 1.0, 0.0]))
+    assert out[0]["related"] == [0, 2]
 
 
 def _plant_shortcut(path, cls="dog", word="grass", strength=2.0):
@@ -97,7 +117,9 @@ def test_api_offers_shortcuts_only_on_request_and_the_cli_applies_them_with_eras
     # the page's chips send plain votes, so by default the API offers no erase-only suggestion
     assert all(m["kind"] == "move" for m in plain.json())
     asked = client.get("/api/classes/dog/suggestions", params={"k": 3, "shortcuts": 5}).json()
-    assert [m for m in asked if m["word"] == "grass" and m["kind"] == "shortcut" and m["erase"] is True]
+    hit = [m for m in asked if m["word"] == "grass" and m["kind"] == "shortcut" and m["erase"] is True]
+    assert hit and isinstance(hit[0]["related"], list) and "grass" not in hit[0]["related"]
+    assert all(w in s.ws.concept_words for w in hit[0]["related"])
     assert client.get("/api/classes/dog/suggestions", params={"shortcuts": 11}).status_code == 422
     # `inficond tune --erase` records the erase option in the provenance step
     r = subprocess.run([sys.executable, "-m", "inficond.cli", "tune", str(workspace), "dog", "--down", "grass",

@@ -33,7 +33,7 @@ from inficond.analysis import (
     top_images,
     whatif_curves,
 )
-from inficond.analysis.suggest import rank_erase_moves, shortcut_suspects
+from inficond.analysis.suggest import group_suspects, rank_erase_moves, shortcut_suspects
 from inficond.analysis.whatif import influence_grid
 from inficond.exceptions import ArgumentError, TuningError, UnknownNameError, VoteConflictError, WorkspaceError
 from inficond.store.workspace import PENDING_PATCHES_KEY, Workspace
@@ -45,6 +45,7 @@ from inficond.students.tuning import ERASE_HOW, MODES as TUNE_MODES, carry_step_
 # classes, 100 give 0.783 (teacher 0.850); 100 ranked concepts stay readable in the views.
 DEFAULT_MAX_CONCEPTS = 100
 TUNE_FACTOR = 0.5  # see inficond.students.tuning: a vote moves a weight by half a typical top influence
+SHORTCUT_POOL = 40  # suspects grouped into contexts; the learned grass context spread over ~38 of them
 
 METRICS = ("ap", "precision", "recall", "f1", "accuracy")
 
@@ -751,7 +752,9 @@ class Session:
         (concepts the teacher credits beyond the train labels, see
         :func:`~inficond.analysis.suggest.shortcut_suspects`) are scored by applying their
         ▼ vote with ``erase=True`` and refitting; those that gain come as ``kind`` "shortcut"
-        with ``erase`` True, ranked with the rest by gain (one entry per concept).
+        with ``erase`` True, ranked with the rest by gain (one entry per concept). Suspects whose
+        presences go together count as one context (``related`` lists its other words), so the
+        ``shortcuts`` scored are distinct contexts.
         """
         moves = [{**m, "kind": "move", "erase": False} for m in self._suggest_moves(cls, k, candidates, split)]
         moves += self._suggest_shortcuts(cls, int(shortcuts), split) if shortcuts else []
@@ -761,14 +764,18 @@ class Session:
                 best[m["concept_idx"]] = m
         words = self.ws.concept_words
         ranked = sorted(best.values(), key=lambda m: (-m["gain"], m["concept_idx"]))[: int(k)]
-        return [{**m, "concept_idx": int(m["concept_idx"]), "word": words[int(m["concept_idx"])], "split": split}
+        return [{**m, "concept_idx": int(m["concept_idx"]), "word": words[int(m["concept_idx"])], "split": split,
+                 **({"related": [words[c] for c in m["related"]]} if "related" in m else {})}
                 for m in ranked]
 
     def _suggest_shortcuts(self, cls, n: int, split: str) -> list[dict]:
         """Suspects from the train teacher logits and labels, each scored by applying its erase-downvote."""
         ki = self.class_idx(cls)
         train = self.rows("train")
-        suspects = shortcut_suspects(self._Z("train"), self.T[train, ki], self.Y[train, ki], k=n)
+        Z = self._Z("train")
+        # one context shows as many words (see group_suspects): score one vote per context
+        pool = shortcut_suspects(Z, self.T[train, ki], self.Y[train, ki], k=SHORTCUT_POOL)
+        suspects = group_suspects(Z, pool)[:n]
         after = []
         with self._lock:
             parent = self.log.head()

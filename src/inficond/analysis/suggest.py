@@ -13,6 +13,12 @@ carry any student weight (the distillation spreads the shortcut over correlated 
 the weight-based candidates above miss it. It is found instead from the teacher's logits and
 the labels alone, as a partial correlation given the label; the caller then scores each
 suspect by applying the erase-downvote (:func:`rank_erase_moves`).
+
+One context shows as many words: on the development data a learned "grass" context raises the
+partial correlation of badlands, ground, land, hill, lawn, grass and thirty more landscape words
+almost equally (0.43-0.54), and erasing any one of them removes most of it, while erasing all of
+them at once erases far too much. :func:`group_suspects` therefore folds suspects whose presences
+go together into one suggestion: its first word is the vote, the rest say what it stands for.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy as np
 from inficond.analysis.metrics import class_metrics
 from inficond.analysis.whatif import whatif_curves
 
-__all__ = ["suggest_moves", "shortcut_suspects", "rank_erase_moves"]
+__all__ = ["suggest_moves", "shortcut_suspects", "group_suspects", "rank_erase_moves"]
 
 
 def suggest_moves(Z, coef_row, intercept: float, y_true, candidates, up_values=None,
@@ -146,6 +152,44 @@ def shortcut_suspects(Z, t, y, k: int = 5, min_corr: float = 0.0) -> list[dict]:
     return [{"concept_idx": int(c), "partial_corr": float(pc[c])} for c in order]
 
 
+def group_suspects(Z, suspects, min_corr: float = 0.5) -> list[dict]:
+    """Fold suspects whose presences go together into one context each (greedy, in suspect order).
+
+    Parameters
+    ----------
+    Z : array-like of shape (n, C)
+        Concept presence of the images the suspects were found on.
+    suspects : list of dict
+        From :func:`shortcut_suspects`, best first.
+    min_corr : float, default=0.5
+        A suspect joins the first earlier group whose leading suspect's presence it correlates
+        with (Pearson, over the rows of ``Z``) at least this much. 0.4 to 0.7 gave the same
+        leading group in the shortcut benchmark.
+
+    Returns
+    -------
+    list of dict
+        One per group, in the order of their leading suspects: the leading suspect's dict with
+        ``related`` added, the other members' concept indices in suspect order.
+    """
+    idx = [int(s["concept_idx"]) for s in suspects]
+    if not idx:
+        return []
+    Z = np.asarray(Z, dtype=np.float64)[:, idx]
+    Zc = Z - Z.mean(axis=0)
+    norm = np.sqrt(np.einsum("ij,ij->j", Zc, Zc))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.nan_to_num((Zc.T @ Zc) / np.outer(norm, norm))  # a constant column correlates with nothing
+    left, groups = list(range(len(idx))), []
+    while left:
+        lead = left[0]
+        members = [j for j in left[1:] if corr[lead, j] >= min_corr]
+        groups.append({**suspects[lead], "related": [idx[j] for j in members]})
+        taken = set(members) | {lead}
+        left = [j for j in left if j not in taken]
+    return groups
+
+
 def rank_erase_moves(suspects, scores_after, y_true, scores_before, metric: str = "ap",
                      min_gain: float = 1e-12) -> list[dict]:
     """Suspects ranked by the metric gain of actually applying their erase-downvote.
@@ -165,7 +209,8 @@ def rank_erase_moves(suspects, scores_after, y_true, scores_before, metric: str 
     -------
     list of dict
         ``concept_idx``, ``direction`` ("down"), ``kind`` ("shortcut"), ``erase`` (True),
-        ``partial_corr``, ``ap_before``, ``ap_after``, ``gain``; only positive gains, sorted
+        ``partial_corr``, ``related`` (from :func:`group_suspects`; empty when not grouped),
+        ``ap_before``, ``ap_after``, ``gain``; only positive gains, sorted
         by gain descending (ties to the lower concept index).
     """
     before = class_metrics(y_true, scores_before)[metric]
@@ -179,7 +224,8 @@ def rank_erase_moves(suspects, scores_after, y_true, scores_before, metric: str 
         if after is None or not after - before > min_gain:
             continue
         out.append({"concept_idx": int(sus["concept_idx"]), "direction": "down", "kind": "shortcut", "erase": True,
-                    "partial_corr": float(sus["partial_corr"]), "ap_before": float(before),
+                    "partial_corr": float(sus["partial_corr"]),
+                    "related": [int(c) for c in sus.get("related", ())], "ap_before": float(before),
                     "ap_after": float(after), "gain": float(after - before)})
     out.sort(key=lambda m: (-m["gain"], m["concept_idx"]))
     return out

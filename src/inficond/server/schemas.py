@@ -254,6 +254,13 @@ class Suggestion(Out):
     ap_after: Optional[float] = None
     gain: Optional[float] = None
     split: str = "train"  # where the gain was measured; val and test stay an honest check
+    kind: Literal["move", "shortcut"] = Field("move", description="'move': a weight move scored by exact what-if; "
+                                              "'shortcut': a suspected shortcut scored by applying its ▼ vote with erase")
+    erase: bool = Field(False, description="apply with erase=True (shortcut suggestions)")
+    partial_corr: Optional[float] = Field(None, description="shortcut: correlation of the concept's presence with "
+                                          "the teacher's logit beyond the train labels")
+    related: list[str] = Field([], description="shortcut: other words of the same context (presences correlated "
+                               ">= 0.5), which the vote stands for")
 
 
 class AddConceptsRequest(In):
