@@ -53,13 +53,14 @@ export const api = {
     request<WhatIf>("GET", `/api/classes/${cls}/whatif/${concept}?n_points=${n}${factor === null ? "" : `&factor=${factor}`}`),
   searchConcepts: (cls: number, q: string, limit = 20) =>
     request<ConceptSearch>("GET", `/api/classes/${cls}/concepts/search?q=${enc(q)}&limit=${limit}`),
-  suggestions: (cls: number, k = 5) => request<Suggestion[]>("GET", `/api/classes/${cls}/suggestions?k=${k}`),
+  suggestions: (cls: number, k = 5, shortcuts = 0) =>
+    request<Suggestion[]>("GET", `/api/classes/${cls}/suggestions?k=${k}${shortcuts ? `&shortcuts=${shortcuts}` : ""}`),
   conceptMap: () => request<ConceptMap>("GET", "/api/concepts/map"),
   concept: (concept: number, cls: number | null, factor: number | null = null) =>
     request<ConceptDetail>("GET", `/api/concepts/${concept}${cls === null ? "" : `?cls=${cls}${factor === null ? "" : `&factor=${factor}`}`}`),
   addConcepts: (words: string[]) => request<AddConceptsResult>("POST", "/api/concepts", { words }),
-  tune: (instructions: Instruction[], factor = 0.5, onConflict: "error" | "replace" = "error") =>
-    request<TuneResult>("POST", "/api/tune", { instructions, factor, on_conflict: onConflict }),
+  tune: (instructions: Instruction[], factor = 0.5, onConflict: "error" | "replace" = "error", erase = false) =>
+    request<TuneResult>("POST", "/api/tune", { instructions, factor, on_conflict: onConflict, ...(erase ? { erase } : {}) }),
   provenance: () => request<Provenance>("GET", "/api/provenance"),
   undo: () => request<Provenance>("POST", "/api/provenance/undo"),
   revert: (stateId: number | string) => request<Provenance>("POST", "/api/provenance/revert", { state_id: stateId }),
