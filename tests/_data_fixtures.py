@@ -66,3 +66,25 @@ def write_coco_tree(root: Path, split_images: dict[str, dict[str, list[int]]], c
         (root / "annotations" / f"instances_{name}.json").write_text(
             json.dumps({"images": imgs, "annotations": anns, "categories": cats}))
     return root
+
+
+def plant_shortcut(path: Path, cls: str = "dog", word: str = "grass", strength: float = 2.0):
+    """Give the workspace at ``path`` a teacher that learned "``word`` means ``cls``" and distil it.
+
+    The teacher's logit for ``cls`` plus ``strength`` std of ``word``'s standardised presence (2:
+    issue 8's synthetic case). Returns the Session.
+    """
+    from inficond.session import Session
+    from inficond.store.workspace import Workspace
+
+    s = Session(path)
+    k, g, tr = s.class_idx(cls), s.concept_idx(word), s.rows("train")
+    x = s.X[:, g].astype(np.float64)
+    z = (x - x[tr].mean()) / x[tr].std()
+    T = np.asarray(s.T, dtype=np.float64).copy()
+    T[:, k] += strength * T[tr, k].std() * z
+    Workspace(path).save_array("teacher_logits", T.astype(np.float32))
+    s = Session(path)
+    s.distill(max_concepts=20)
+    return s
+

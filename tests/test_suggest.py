@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from _data_fixtures import plant_shortcut
 from inficond.analysis.suggest import group_suspects, rank_erase_moves, shortcut_suspects
 from inficond.session import Session
-from inficond.store.workspace import Workspace
 
 
 def test_shortcut_suspects_is_the_partial_correlation_given_the_label():
@@ -69,21 +69,6 @@ def test_group_suspects_folds_one_context_into_one_suggestion():
     assert out[0]["related"] == [0, 2]
 
 
-def _plant_shortcut(path, cls="dog", word="grass", strength=2.0):
-    """The teacher's logit for ``cls`` plus ``strength`` std of ``word``'s standardised presence
-    (2, the issue's synthetic case)."""
-    s = Session(path)
-    k, g, tr = s.class_idx(cls), s.concept_idx(word), s.rows("train")
-    x = s.X[:, g].astype(np.float64)
-    z = (x - x[tr].mean()) / x[tr].std()
-    T = np.asarray(s.T, dtype=np.float64).copy()
-    T[:, k] += strength * T[tr, k].std() * z
-    Workspace(path).save_array("teacher_logits", T.astype(np.float32))
-    s = Session(path)
-    s.distill(max_concepts=20)
-    return s
-
-
 def _shortcut_words(s, cls):
     return [m["word"] for m in s.suggest(cls, k=3) if m["kind"] == "shortcut"]
 
@@ -91,7 +76,7 @@ def _shortcut_words(s, cls):
 def test_planted_shortcut_is_suggested_and_its_gain_is_real(workspace, prepared_workspace):
     # control: the workspace's own teacher has no grass shortcut for dog
     assert "grass" not in _shortcut_words(Session(prepared_workspace), "dog")
-    s = _plant_shortcut(workspace)
+    s = plant_shortcut(workspace)
     top = s.suggest("dog", k=3)
     hit = [m for m in top if m["word"] == "grass"]
     assert hit, f"grass not among the top 3: {[(m['word'], m['kind'], m['gain']) for m in top]}"
@@ -110,7 +95,7 @@ def test_api_offers_shortcuts_only_on_request_and_the_cli_applies_them_with_eras
 
     from inficond.server import create_app
 
-    s = _plant_shortcut(workspace)
+    s = plant_shortcut(workspace)
     client = TestClient(create_app(s), base_url="http://127.0.0.1")
     plain = client.get("/api/classes/dog/suggestions", params={"k": 3})
     assert plain.status_code == 200
