@@ -147,3 +147,19 @@ def test_constant_teacher_class_gets_an_intercept_only_student(data):
     st = ConceptStudent(lam=lam).fit(X, T)
     assert st.n_nonzero_[1] == 0
     np.testing.assert_allclose(st.decision_function(X)[:, 1], -8.5, atol=1e-6)
+
+
+@pytest.mark.parametrize("per_class", [True, False])
+def test_sparsity_search_returns_the_fit_that_fit_would_do(data, per_class):
+    X, T = data
+    lam, st = lambda_for_sparsity(X, T, max_concepts=8, per_class=per_class, return_student=True)
+    ref = ConceptStudent(lam=lam).fit(X, T)
+    drop_lam = lambda p: {k: v for k, v in p.items() if k != "lam"}  # noqa: E731
+    assert drop_lam(st.get_params()) == drop_lam(ref.get_params())
+    np.testing.assert_array_equal(st.lam_, ref.lam_)
+    np.testing.assert_allclose(st.objective(X, T), ref.objective(X, T), rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(st.coef_ != 0, ref.coef_ != 0)
+    np.testing.assert_allclose(st.coef_, ref.coef_, atol=1e-6)
+    np.testing.assert_allclose(st.mean_, ref.mean_)
+    assert np.all(st.n_nonzero_ <= 8) and st.converged_.all()
+    assert st.kkt_violation(X, T).max() <= 1e-8

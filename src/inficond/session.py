@@ -171,9 +171,14 @@ class Session:
         train = self.rows("train")
         with self._lock:
             t0 = time.perf_counter()
-            if lam is None:
-                lam = lambda_for_sparsity(self.X[train], self.T[train], max_concepts=max_concepts or DEFAULT_MAX_CONCEPTS)
-            student = ConceptStudent(lam=lam, solver=solver).fit(self.X[train], self.T[train])
+            if lam is None and solver == "cd":  # the search ends with this very fit: keep it
+                lam, student = lambda_for_sparsity(self.X[train], self.T[train],
+                                                   max_concepts=max_concepts or DEFAULT_MAX_CONCEPTS, return_student=True)
+            else:
+                if lam is None:
+                    lam = lambda_for_sparsity(self.X[train], self.T[train],
+                                              max_concepts=max_concepts or DEFAULT_MAX_CONCEPTS)
+                student = ConceptStudent(lam=lam, solver=solver).fit(self.X[train], self.T[train])
             lam_list = np.atleast_1d(np.asarray(lam, dtype=float)).tolist()
             state = self.log.record_distill(student, {"lam": lam_list, "solver": solver, "max_concepts": max_concepts})
             self._cache.clear()
