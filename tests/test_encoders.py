@@ -128,6 +128,124 @@ def test_conse_identity_and_params(conse):
         conse.encode_text("cat")
 
 
+# -- person cue: MTCNN with or without torchvision ----------------------------------------------
+# The default install has no torchvision; facenet-pytorch's MTCNN then runs the NMS of
+# inficond.encoders.mtcnn_ops. These check that it detects exactly what torchvision's does.
+def _random_boxes(gen, n):
+    xy = _rand32(gen, n, 2) * 100
+    return np.concatenate([xy, xy + _rand32(gen, n, 2) * 30 + 0.5], 1)
+
+
+def _rand32(gen, *shape):
+    return gen.random(shape).astype(np.float32)
+
+
+def test_mtcnn_ops_nms_contract():
+    import torch
+
+    from inficond.encoders.mtcnn_ops import batched_nms, nms, to_tensor
+
+    b = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10.0]])
+    s = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    assert nms(b, s, 0.5).tolist() == [3, 2]  # box 0 duplicates 3; box 1 overlaps 3 by IoU 0.68
+    assert nms(b, s, 0.7).tolist() == [3, 1, 2]
+    assert batched_nms(b, s, torch.tensor([0, 1, 1, 1]), 0.5).tolist() == [3, 0, 2]  # 0 alone in its class
+    assert nms(torch.zeros((0, 4)), torch.zeros(0), 0.5).dtype == torch.int64
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        nms(torch.zeros((3, 5)), torch.zeros(3), 0.5)
+    img = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    t = to_tensor(img)
+    assert t.shape == (3, 2, 4) and t.dtype == torch.float32 and float(t[2, 1, 3]) == pytest.approx(23 / 255)
+    with pytest.raises(TypeError, match="numpy array"):
+        to_tensor(Image.new("RGB", (4, 4)))
+
+
+@pytest.mark.clip
+def test_mtcnn_ops_nms_equals_torchvision_on_random_boxes():
+    import torch
+    from torchvision.ops import boxes as tvb
+
+    from inficond.encoders.mtcnn_ops import batched_nms, nms
+
+    gen = np.random.default_rng(0)
+    for n in (1, 40, 400, 1200):  # 1200 boxes take torchvision's per-class route (> 4000 numbers)
+        for ties in (False, True):
+            b = torch.from_numpy(_random_boxes(gen, n))
+            s = torch.from_numpy(_rand32(gen, n))
+            if ties:
+                s = (s * 10).round() / 10
+            idx = torch.from_numpy(gen.integers(0, 3, n))
+            for thr in (0.3, 0.5, 0.7):
+                assert torch.equal(nms(b, s, thr), tvb.nms(b, s, thr)), (n, ties, thr)
+                assert torch.equal(batched_nms(b, s, idx, thr), tvb.batched_nms(b, s, idx, thr)), (n, ties, thr)
+
+
+_DETECT_WITHOUT_TORCHVISION = """
+import json, sys
+sys.modules["torchvision"] = None  # as if not installed: find_spec and import both say so
+from PIL import Image
+from inficond.encoders.mtcnn_ops import uses_torchvision
+from inficond.encoders.person import FaceDetector
+det = FaceDetector()
+out = [(b.tolist(), p.tolist()) for b, p in det.detect([Image.open(f).convert("RGB") for f in sys.argv[1:]])]
+print(json.dumps({"uses_torchvision": uses_torchvision(), "tv_imported": sys.modules.get("torchvision") is not None,
+                  "faces": out}))
+"""
+
+
+@pytest.mark.clip
+@needs_voc
+def test_face_detections_without_torchvision_equal_torchvisions():
+    """On VOC photos with and without people: the same boxes and probabilities, bit for bit."""
+    import subprocess
+    import sys
+
+    from facenet_pytorch.models.utils import detect_face
+
+    from inficond.encoders.mtcnn_ops import batched_nms, uses_torchvision
+    from inficond.encoders.person import FaceDetector
+
+    ids = voc_images(lambda r: r["person"] == "1", 10)[0] + voc_images(lambda r: r["person"] == "0", 4)[0]
+    files = [str(VOC / "images" / f"{i}.jpg") for i in ids]
+    ims = [Image.open(f).convert("RGB") for f in files]
+    det = FaceDetector()
+    assert uses_torchvision()
+    ref = det.detect(ims)
+    assert sum(len(p) for _, p in ref) >= 5, "too few faces to compare"
+    mp = pytest.MonkeyPatch()
+    with mp.context() as m:  # the same detector with our NMS swapped in
+        m.setattr(detect_face, "batched_nms", batched_nms)
+        assert not uses_torchvision()
+        ours = det.detect(ims)
+    for (rb, rp), (ob, op) in zip(ref, ours):
+        np.testing.assert_array_equal(ob, rb)
+        np.testing.assert_array_equal(op, rp)
+    # A fresh interpreter where torchvision cannot be imported: the stand-in import path.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", _DETECT_WITHOUT_TORCHVISION, *files[:6]], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["uses_torchvision"] is False and got["tv_imported"] is False
+    for (rb, rp), (gb, gp) in zip(ref[:6], got["faces"]):
+        np.testing.assert_array_equal(np.asarray(gb, np.float32).reshape(-1, 4), rb)
+        np.testing.assert_array_equal(np.asarray(gp, np.float32), rp)
+
+
+def test_face_detector_uses_torchvision_only_when_installed():
+    import importlib.util
+    import sys
+
+    from inficond.encoders.mtcnn_ops import import_mtcnn, uses_torchvision
+
+    import_mtcnn()
+    installed = importlib.util.find_spec("torchvision") is not None
+    assert uses_torchvision() == installed
+    if not installed:  # the stand-in left no trace that transformers could mistake for torchvision
+        assert not any(n == "torchvision" or n.startswith("torchvision.") for n in sys.modules)
+
+
 # -- open_clip ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_clip():

@@ -45,11 +45,17 @@ class FaceDetector:
             raise ValueError(f"max_side must be >= 32, got {max_side}")
         if min_face_size < 8:
             raise ValueError(f"min_face_size must be >= 8, got {min_face_size}")
+        from inficond.encoders.mtcnn_ops import import_mtcnn
+
         try:
-            from facenet_pytorch import MTCNN
+            MTCNN = import_mtcnn()  # with or without torchvision (mtcnn_ops.py)
         except ImportError as e:
             raise EncoderLoadError(
-                f"the person cue needs facenet-pytorch (pip install facenet-pytorch==2.5.3): {e}") from None
+                f"the person cue needs facenet-pytorch (pip install --no-deps facenet-pytorch==2.5.3): {e}") from None
+        except RuntimeError as e:  # e.g. "operator torchvision::nms does not exist"
+            raise EncoderLoadError(
+                f"facenet-pytorch could not import torchvision ({e}); torchvision must match torch's build: "
+                "uninstall it (the person cue runs without it) or install the pair in the README") from None
         self.max_side, self.min_face_size, self.num_threads = int(max_side), int(min_face_size), num_threads
         with contextlib.redirect_stdout(io.StringIO()):
             self._mtcnn = MTCNN(keep_all=True, min_face_size=self.min_face_size, device="cpu")
