@@ -32,7 +32,8 @@ Setup (chosen before any result was seen)
 - **Variants** (design choices of issue 8, chosen on the val shortcut-free split): hard bounds
   (default), bounds + erase (marginal / partial), soft votes (per-concept L1).
 - **Suggestions**: ``Session.suggest(dog, k=5)`` on the shortcut student: does a context word
-  appear among the top 3? The suggestions include suspected shortcuts (partial correlation of a
+  appear among the top 3, as the vote or among the words of the context it stands for? The
+  suggestions include suspected shortcuts (partial correlation of a
   concept's presence with the teacher's logit given the train label, each scored by applying its
   erase-downvote); the top suggestion is also applied alone. The same suggestions on the
   workspace's own teacher show whether they flood ordinary classes.
@@ -209,18 +210,20 @@ def normal_teacher_suggestions(ws_src: Path, tmp: Path, lam_kw, progress=print) 
     root = sess.log.head()
     rows = []
     for cls in sess.ws.class_names:
-        top = sess.suggest(cls, k=3)
+        every = sess.suggest(cls, k=10, shortcuts=5)  # what "Find shortcuts" asks for
+        top = every[:3]
+        found = [m for m in every if m.get("kind") == "shortcut"]
         applied = []
-        for m in top:
-            if m.get("kind") != "shortcut":
-                continue
+        for m in found[:1]:  # the first card the page shows
             res = sess.tune([{"class": cls, "concept": m["word"], "direction": "down"}], erase=True)
             applied.append({"word": m["word"], "gain_train": m["gain"],
                             **{f"{sp}_before": res[sp]["before"]["ap"] for sp in ("val", "test")},
                             **{f"{sp}_after": res[sp]["after"]["ap"] for sp in ("val", "test")}})
             sess.revert(root)
         rows.append({"class": cls, "top3": [{"word": m["word"], "direction": m["direction"], "kind": m.get("kind"),
-                                             "gain": m["gain"]} for m in top], "shortcuts_applied": applied})
+                                             "gain": m["gain"]} for m in top], "shortcuts_applied": applied,
+                     "shortcuts_found": [{"word": m["word"], "gain": m["gain"], "n_related": len(m.get("related", []))}
+                                         for m in found]})
     progress(f"normal teacher: {sum(len(r['shortcuts_applied']) for r in rows)} shortcut suggestions in 20 top-3s")
     return rows
 
@@ -290,10 +293,16 @@ def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = N
     out["suggestions"] = [{"word": m["word"], "direction": m["direction"], "gain": m["gain"],
                            "kind": m.get("kind", "move"), "erase": bool(m.get("erase")),
                            "weight": float(sess.student.coef_[k, m["concept_idx"]]),
-                           "corr_with_context": float(np.corrcoef(b["X"][:, m["concept_idx"]].astype(float), g)[0, 1])}
+                           "corr_with_context": float(np.corrcoef(b["X"][:, m["concept_idx"]].astype(float), g)[0, 1]),
+                           "related": list(m.get("related", []))}
                           for m in sugg]
     out["context_word_weights"] = {w: float(sess.student.coef_[k, sess.concept_idx(w)]) for w in downs}
     out["suggest_top3_has_context"] = any(m["word"] in DOWN_WORDS and m["direction"] == "down" for m in sugg[:3])
+    # a shortcut suggestion stands for a context (its related words, shown with it in the page)
+    out["suggest_top3_names_context"] = {
+        w: next((f"{m['word']}: " + ("the vote" if m["word"] == w else f"related word {m['related'].index(w) + 1} of {len(m['related'])}")
+                 for m in sugg[:3] if m["direction"] == "down" and (m["word"] == w or w in m.get("related", []))), None)
+        for w in downs}
     # where the context words rank among the shortcut suspects (partial correlation given the label)
     from inficond.analysis.suggest import shortcut_suspects
 
@@ -335,6 +344,14 @@ def run(ws_src: Path, tmp: Path, variants=VARIANTS, max_concepts: int | None = N
                           for n, rows in out["variants"].items()}
     out["seconds"] = time.perf_counter() - t_start
     return out
+
+
+def context_words(related: list[str], shown: int = 8) -> str:
+    """The related words of a shortcut suggestion, as the page shows them."""
+    if not related:
+        return ""
+    more = f", +{len(related) - shown} more" if len(related) > shown else ""
+    return f"; same context: {', '.join(related[:shown])}{more}"
 
 
 def report(out: dict, ws: str) -> str:
@@ -392,12 +409,17 @@ def report(out: dict, ws: str) -> str:
                          + " → ".join(f"{r['test']:.3f}" for r in rows) + " |")
     sug = ", ".join(f"{'possible shortcut: ' if m.get('kind') == 'shortcut' else ''}{'▲' if m['direction'] == 'up' else '▼'}"
                     f"{m['word']}{' (erase)' if m.get('erase') else ''} (+{m['gain']:.3f}, weight {m['weight']:+.3f}, "
-                    f"presence corr. with {out['context']} {m['corr_with_context']:+.2f})" for m in out["suggestions"])
+                    f"presence corr. with {out['context']} {m['corr_with_context']:+.2f}"
+                    + context_words(m.get("related", [])) + ")" for m in out["suggestions"])
+    named = out.get("suggest_top3_names_context", {})
+    named_s = "; ".join(f"{w}: {v or 'no'}" for w, v in named.items())
     cw = ", ".join(f"{w} {v:+.3f}" for w, v in out.get("context_word_weights", {}).items())
     rk = ", ".join(f"{w} #{r}" for w, r in out.get("suspect_rank", {}).items())
     lines += ["", f"Suggestions for dog on the shortcut student (train split, AP gain of the vote alone; weight moves by exact "
               f"what-if, suspected shortcuts by applying ▼ with erase and refitting): {sug}. "
-              f"One of the voted context words among the top 3: **{'yes' if out['suggest_top3_has_context'] else 'no'}**. "
+              f"One of the voted context words among the top 3 as the vote itself: **{'yes' if out['suggest_top3_has_context'] else 'no'}**; "
+              f"named in a top-3 suggestion (the vote or a word of the context it stands for): "
+              f"**{'yes' if any(named.values()) else 'no'}** ({named_s}). "
               f"The shortcut student's weights on the voted context words: {cw}.", "",
               f"Suspected shortcuts are the concepts with the highest partial correlation between their presence and the "
               f"teacher's logit given the train label; here the top 10 are {', '.join(out.get('suspect_top', []))}; "
@@ -411,16 +433,20 @@ def report(out: dict, ws: str) -> str:
     if out.get("normal_teacher"):
         nt = out["normal_teacher"]
         n_sc = sum(m["kind"] == "shortcut" for r in nt for m in r["top3"])
+        n_found = sum(bool(r.get("shortcuts_found")) for r in nt)
         lines += ["", f"On the workspace's own teacher (no planted shortcut), each class's top-3 suggestions: {n_sc} suspected "
-                  f"shortcut(s) among the {len(nt)} classes' top 3; each one is applied alone (▼ with erase) from the distilled "
-                  "student, AP before → after:", "",
-                  "| class | top-3 suggestions | shortcut votes applied: val AP | test AP |", "|---|---|---|---|"]
+                  f"shortcut(s) among the {len(nt)} classes' top 3. \"Find shortcuts\" (the page's on-request search) shows at "
+                  f"least one card for {n_found} of {len(nt)} classes; its first card is applied alone (▼ with erase) from the "
+                  "distilled student, AP before → after:", "",
+                  "| class | top-3 suggestions | \"Find shortcuts\" cards (train gain, related words) | first card applied: val AP | test AP |",
+                  "|---|---|---|---|---|"]
         for r in nt:
             t3 = ", ".join(f"{'▲' if m['direction'] == 'up' else '▼'}{m['word']}{' (erase)' if m['kind'] == 'shortcut' else ''} "
                            f"+{m['gain']:.3f}" for m in r["top3"]) or "none"
             va = "; ".join(f"{x['word']} {x['val_before']:.3f} → {x['val_after']:.3f}" for x in r["shortcuts_applied"]) or ""
             te = "; ".join(f"{x['word']} {x['test_before']:.3f} → {x['test_after']:.3f}" for x in r["shortcuts_applied"]) or ""
-            lines.append(f"| {r['class']} | {t3} | {va} | {te} |")
+            fs = ", ".join(f"▼{x['word']} +{x['gain']:.3f} ({x['n_related']})" for x in r.get("shortcuts_found", [])) or "none"
+            lines.append(f"| {r['class']} | {t3} | {fs} | {va} | {te} |")
     lines.append("")
     return "\n".join(lines)
 
