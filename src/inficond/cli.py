@@ -38,6 +38,7 @@ def cmd_prepare(a) -> None:
     rep = prepare(
         a.data, a.out, encoder=a.encoder, encoder_kwargs=_encoder_kwargs(a), teacher=a.teacher, corpus=a.corpus,
         limit=a.limit, batch_size=a.batch_size, test_fraction=a.test_fraction, seed=a.seed,
+        ray=a.ray, ray_workers=a.ray_workers,
     )
     d = rep.to_dict()
     print(
@@ -199,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--test-fraction", type=float, default=0.15)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the batches on Ray Data: alone, a Ray instance on this machine; with ADDRESS "
+                        "(host:port or auto), that cluster (same arrays as without --ray)")
+    s.add_argument("--ray-workers", type=int, metavar="N", help="Ray workers, one CPU each (default: all the cluster's CPUs)")
     s.set_defaults(func=cmd_prepare)
 
     s = sub.add_parser("distill", help="fit the sparse students on the train split")

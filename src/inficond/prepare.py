@@ -180,6 +180,8 @@ def prepare(
     min_positives: int = 5,
     patches_per_concept: int = 8,
     progress: bool = True,
+    ray: str | None = None,
+    ray_workers: int | None = None,
 ) -> PrepareReport:
     """Build (or resume) the workspace ``out`` from the dataset ``data``.
 
@@ -199,11 +201,23 @@ def prepare(
         Keep only the first ``limit`` images of each split (quick runs).
     batch_size : int
         Images per batch; also the unit of resumption.
+    ray : str or None
+        Run the batches on Ray Data (``inficond.prepare_ray``): ``"local"`` starts (or reuses) a
+        Ray instance on this machine, any other value is a cluster address for ``ray.init``.
+        None (default) runs them in this process. Both write the same bytes.
+    ray_workers : int or None
+        Ray workers (one CPU each, each loading the models once); None = one per CPU of the cluster.
     """
-    from inficond.concepts import build_patches, default_corpus, load_corpus, map_concepts, segment_regions, write_segments
+    from inficond.concepts import build_patches, default_corpus, load_corpus
     from inficond.encoders.base import create_encoder
     from inficond.teachers import create_teacher
 
+    if ray_workers is not None and (ray is None or int(ray_workers) < 1):
+        raise DataError(f"ray_workers must be >= 1 and needs ray (--ray-workers needs --ray), got {ray_workers}")
+    if ray is not None:
+        from inficond.prepare_ray import check_address
+
+        check_address(ray)
     t0 = time.perf_counter()
     ds = data if isinstance(data, Dataset) else load_dataset(resolve_data_path(data), test_fraction=test_fraction, seed=seed)
     if limit is not None:
@@ -250,62 +264,24 @@ def prepare(
         else:
             direct = ws.open_array("teacher_logits_partial", (n, n_cls), np.float32)
 
+    arrays = {"regions": regions, "boxes": boxes, "counts": counts, "vectors": vectors, "argmax": argmax}
+    if teach.needs_images:
+        arrays["teacher"] = feats if uses_features else direct
     pending = ws.pending_indices()
     paths = ws.image_paths
     ids = ws.image_ids
     batches = [pending[i : i + batch_size] for i in range(0, len(pending), batch_size)]
 
-    def decode(batch):
-        out_imgs, ok, bad = [], [], []
-        for i in batch:
-            try:
-                out_imgs.append(load_image(paths[i], max_side=DECODE_MAX_SIDE))
-                ok.append(int(i))
-            except CorruptImageError as e:
-                bad.append((int(i), str(e)))
-        return out_imgs, ok, bad
-
-    done_now = 0
     bar = tqdm(total=len(pending), desc="prepare: encode images", unit="img", disable=not progress)
-    # Decoding the next batch in a thread overlaps JPEG work with the models' forward passes.
-    # Segments are clustered in a second thread while the teacher runs on the same batch
-    # (measured: segmentation ~12 ms/image, teacher ~22 ms/image); both finish before the batch
-    # is marked done, so resumption stays exact.
-    with ThreadPoolExecutor(max_workers=1) as pool, ThreadPoolExecutor(max_workers=1) as seg_pool:
-        future = pool.submit(decode, batches[0]) if batches else None
-        for b in range(len(batches)):
-            imgs, ok, bad = future.result()
-            future = pool.submit(decode, batches[b + 1]) if b + 1 < len(batches) else None
-            if bad:
-                with ws.transaction() as db:
-                    db.executemany("UPDATE images SET status = 'corrupt', error = ? WHERE idx = ?", [(m, i) for i, m in bad])
-            if ok:
-                embs = enc.encode_regions(imgs)
-                segs = seg_pool.submit(lambda es=embs: [segment_regions(e, text) for e in es])
-                for row, e in zip(ok, embs):
-                    r = len(e.embeddings)
-                    regions[row, :r] = e.embeddings.astype(np.float16)
-                    regions[row, r:] = 0
-                    boxes[row, :r] = e.boxes
-                    counts[row] = r
-                sub = np.asarray(ok)
-                v, a = map_concepts(regions[sub], counts[sub], text)
-                vectors[sub] = v.astype(np.float16)
-                argmax[sub] = a
-                if teach.needs_images:
-                    if uses_features:
-                        feats[sub] = teach.features(imgs).astype(np.float16)
-                    else:
-                        direct[sub] = teach.logits([ids[i] for i in ok], imgs)
-                for row, seg in zip(ok, segs.result()):
-                    write_segments(ws, row, seg)
-                for arr in (regions, boxes, counts, vectors, argmax) + ((feats,) if feats is not None else ()):
-                    arr.flush()
-                if teach.needs_images and not uses_features:
-                    direct.flush()
-                ws.mark_images(ok, "done")
-            done_now += len(ok) + len(bad)
-            bar.update(len(ok) + len(bad))
+    write = lambda ok, bad, out: _write_and_count(ws, arrays, ok, bad, out, bar)  # noqa: E731
+    if ray is None:
+        done_now = _run_batches_locally(BatchStages(enc, teach, text), batches, paths, ids, write)
+    else:
+        from inficond.prepare_ray import run_batches_on_ray
+
+        spec = StageSpec(encoder, dict(encoder_kwargs or {}), teacher, list(ws.class_names), str(ws.path), text,
+                         enc.identity(), teach.identity())
+        done_now = run_batches_on_ray(spec, batches, paths, ids, write, address=ray, workers=ray_workers)
     bar.close()
 
     _finish_teacher(ws, teach, uses_features, progress)
@@ -334,6 +310,142 @@ def prepare(
     )
     ws.set_meta("prepare_report", report.to_dict())
     return report
+
+
+@dataclass
+class BatchOutput:
+    """One batch's workspace rows for its decoded images (``ok``), in the workspace's dtypes."""
+
+    regions: np.ndarray  # (n_ok, R_max, D) float16, zero past each image's count
+    boxes: np.ndarray  # (n_ok, R_max, 4) float32
+    counts: np.ndarray  # (n_ok,) int16
+    vectors: np.ndarray  # (n_ok, C) float16
+    argmax: np.ndarray  # (n_ok, C) int16
+    teacher: np.ndarray | None  # (n_ok, F) float16 features, (n_ok, K) float32 logits, or None
+    segments: list  # per image, a list of concepts.segments.Segment
+
+
+def decode_batch(paths: list, batch) -> tuple[list, list[int], list[tuple[int, str]]]:
+    """Decoded images of the rows ``batch``, the rows that decoded and (row, why) for those that did not."""
+    imgs, ok, bad = [], [], []
+    for i in batch:
+        try:
+            imgs.append(load_image(paths[i], max_side=DECODE_MAX_SIDE))
+            ok.append(int(i))
+        except CorruptImageError as e:
+            bad.append((int(i), str(e)))
+    return imgs, ok, bad
+
+
+class BatchStages:
+    """The per-batch work of ``prepare``: images -> regions, concept vectors, teacher output, segments.
+
+    One set of stages for both drivers (the local loop below and ``inficond.prepare_ray``), so
+    both write the same bytes.
+    """
+
+    def __init__(self, enc, teach, text: np.ndarray):
+        self.enc, self.teach, self.text = enc, teach, np.asarray(text, dtype=np.float32)
+        self.uses_features = hasattr(teach, "features") and hasattr(teach, "logits_from_features")
+
+    def run(self, imgs: list, image_ids: list[str], seg_pool: ThreadPoolExecutor | None = None) -> BatchOutput:
+        from inficond.concepts import map_concepts, segment_regions
+
+        embs = self.enc.encode_regions(imgs)
+        seg = lambda: [segment_regions(e, self.text) for e in embs]  # noqa: E731
+        segs = seg_pool.submit(seg) if seg_pool is not None else None
+        n, r_max, dim = len(embs), self.enc.max_regions, self.enc.dim
+        regions = np.zeros((n, r_max, dim), np.float16)
+        boxes = np.zeros((n, r_max, 4), np.float32)
+        counts = np.zeros(n, np.int16)
+        for j, e in enumerate(embs):
+            r = len(e.embeddings)
+            regions[j, :r] = e.embeddings.astype(np.float16)
+            boxes[j, :r] = e.boxes
+            counts[j] = r
+        v, a = map_concepts(regions, counts, self.text)
+        out = None
+        if self.teach.needs_images:
+            out = (self.teach.features(imgs).astype(np.float16) if self.uses_features
+                   else np.asarray(self.teach.logits(list(image_ids), imgs), dtype=np.float32))
+        return BatchOutput(regions, boxes, counts, v.astype(np.float16), a, out,
+                           segs.result() if segs is not None else seg())
+
+
+@dataclass
+class StageSpec:
+    """What a remote worker needs to build the same ``BatchStages`` as the driver (picklable)."""
+
+    encoder: str
+    encoder_kwargs: dict
+    teacher: str
+    class_names: list[str]
+    workspace: str
+    text: np.ndarray
+    encoder_identity: dict
+    teacher_identity: dict
+
+    def build(self) -> BatchStages:
+        from inficond.encoders.base import create_encoder
+        from inficond.teachers import create_teacher
+
+        enc = create_encoder(self.encoder, **self.encoder_kwargs)
+        teach = create_teacher(self.teacher, self.class_names, workspace=self.workspace)
+        # A worker with another inficond version would write different bytes: refuse it.
+        for what, mine, want in (("encoder", enc.identity(), self.encoder_identity),
+                                 ("teacher", teach.identity(), self.teacher_identity)):
+            if json.loads(json.dumps(mine, sort_keys=True)) != json.loads(json.dumps(want, sort_keys=True)):
+                raise WorkspaceMismatchError(f"this worker builds {what} {mine}, the driver {want}: "
+                                             "install the same inficond version on every node")
+        return BatchStages(enc, teach, self.text)
+
+
+def _run_batches_locally(stages: BatchStages, batches: list, paths: list, ids: list[str], write) -> int:
+    """Run ``batches`` in this process, calling ``write(ok, bad, out)`` after each; returns images seen."""
+    done = 0
+    # Decoding the next batch in a thread overlaps JPEG work with the models' forward passes.
+    # Segments are clustered in a second thread while the teacher runs on the same batch
+    # (measured: segmentation ~12 ms/image, teacher ~22 ms/image); both finish before the batch
+    # is marked done, so resumption stays exact.
+    with ThreadPoolExecutor(max_workers=1) as pool, ThreadPoolExecutor(max_workers=1) as seg_pool:
+        future = pool.submit(decode_batch, paths, batches[0]) if batches else None
+        for b in range(len(batches)):
+            imgs, ok, bad = future.result()
+            future = pool.submit(decode_batch, paths, batches[b + 1]) if b + 1 < len(batches) else None
+            out = stages.run(imgs, [ids[i] for i in ok], seg_pool) if ok else None
+            done += write(ok, bad, out)
+    return done
+
+
+def _write_and_count(ws: Workspace, arrays: dict, ok: list[int], bad: list[tuple[int, str]], out, bar) -> int:
+    n = write_batch(ws, arrays, ok, bad, out)
+    bar.update(n)
+    return n
+
+
+def write_batch(ws: Workspace, arrays: dict, ok: list[int], bad: list[tuple[int, str]], out: BatchOutput | None) -> int:
+    """Store one batch: corrupt rows marked, array rows written and flushed, then ``ok`` marked done.
+
+    The flush comes before the ``done`` commit, so a kill at any point leaves only finished
+    images marked done. Returns the number of images handled (ok + corrupt).
+    """
+    from inficond.concepts import write_segments
+
+    if bad:
+        with ws.transaction() as db:
+            db.executemany("UPDATE images SET status = 'corrupt', error = ? WHERE idx = ?", [(m, i) for i, m in bad])
+    if ok:
+        sub = np.asarray(ok)
+        for name in ("regions", "boxes", "counts", "vectors", "argmax"):
+            arrays[name][sub] = getattr(out, name)
+        if "teacher" in arrays:
+            arrays["teacher"][sub] = out.teacher
+        for row, seg in zip(ok, out.segments):
+            write_segments(ws, row, seg)
+        for arr in arrays.values():
+            arr.flush()
+        ws.mark_images(ok, "done")
+    return len(ok) + len(bad)
 
 
 def _finish_teacher(ws: Workspace, teach, uses_features: bool, progress: bool) -> None:
