@@ -1,0 +1,134 @@
+// Export a view (a panel) as a standalone SVG or PNG file.
+//
+// html-to-image clones the panel with every element's computed style inlined and its images
+// (patches, photos) embedded as data URLs, and wraps it in an SVG <foreignObject>: the SVG shows
+// the view as laid out on screen, charts and HTML alike. What it leaves out is added here:
+// - the styles of SVG shapes and text: html-to-image copies an <svg> as is, without the CSS rules
+//   (Svelte's scoped classes) that colour and size its children, so those are copied from the page;
+// - the shared <pattern> fills (hatched bars) that live in one hidden <svg> outside the panel;
+// - no scrollbars (a picture cannot scroll; on screen they are overlays);
+// - the PNG, drawn from that SVG on a canvas at `scale` times the screen size.
+
+import { toSvg } from "html-to-image";
+
+export type SnapshotFormat = "svg" | "png";
+
+/** Elements carrying this attribute (e.g. the export control itself) are left out of the file. */
+export const SKIP_ATTR = "data-export-skip";
+
+const SVG_PREFIX = "data:image/svg+xml;charset=utf-8,";
+
+/** `inficond-<title>.<ext>` with the title reduced to lowercase words joined by dashes. */
+export function snapshotName(title: string, format: SnapshotFormat): string {
+  const slug = title.toLowerCase().normalize("NFKD").replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "") || "view";
+  return `inficond-${slug}.${format}`;
+}
+
+/** Ids the SVG text points at with `url(#id)` (attribute or inlined style) but does not define. */
+export function missingRefs(svg: string): string[] {
+  const refs = new Set<string>();
+  // `url(#id)`, `url("#id")`, `url(&quot;#id&quot;)`, or the page's own URL before the `#`.
+  for (const m of svg.matchAll(/url\((?:&quot;|["'])?[^)#"'&]*#([A-Za-z_][\w.-]*)/g)) refs.add(m[1]);
+  return [...refs].filter((id) => !svg.includes(`id="${id}"`));
+}
+
+/**
+ * Make the references self-contained: point `url(...#id)` at the local fragment and copy each
+ * missing definition (`defs`: serialised elements by id, e.g. from the page) into a <defs> block
+ * right after the root element's opening tag. Ids with no definition are left as they are.
+ */
+export function inlineDefs(svg: string, defs: Record<string, string>): string {
+  const fixed = svg.replace(/url\((&quot;|["'])?[^)#"'&]*#([A-Za-z_][\w.-]*)/g, (_m, q: string | undefined, id: string) =>
+    defs[id] !== undefined || svg.includes(`id="${id}"`) ? `url(${q ?? ""}#${id}` : _m);
+  const add = missingRefs(svg).filter((id) => defs[id] !== undefined).map((id) => defs[id]);
+  if (!add.length) return fixed;
+  const open = fixed.indexOf(">", fixed.indexOf("<svg")) + 1;
+  return `${fixed.slice(0, open)}<defs>${add.join("")}</defs>${fixed.slice(open)}`;
+}
+
+function pageDefs(ids: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const ser = new XMLSerializer();
+  for (const id of ids) {
+    const el = document.getElementById(id);
+    if (el instanceof SVGElement) out[id] = ser.serializeToString(el);
+  }
+  return out;
+}
+
+// What CSS may set on an SVG shape or text; each is copied from the page as computed.
+const SVG_PROPS = [
+  "fill", "fill-opacity", "fill-rule", "stroke", "stroke-width", "stroke-opacity", "stroke-dasharray",
+  "stroke-dashoffset", "stroke-linecap", "stroke-linejoin", "opacity", "visibility", "display",
+  "font-family", "font-size", "font-weight", "font-style", "text-anchor", "dominant-baseline",
+  "letter-spacing", "paint-order", "shape-rendering", "pointer-events",
+];
+
+// <svg>s not nested in another one (`within`: the selector of the svgs that count as outer).
+const outermost = (svgs: Iterable<Element>, within: string) => [...svgs].filter((s) => !s.parentElement?.closest(within));
+
+/** Copy the computed styles of the page's SVG descendants onto their clones in `doc`. */
+function copySvgStyles(node: HTMLElement, doc: Document): void {
+  const live = outermost(node.querySelectorAll("svg"), "svg").filter((s) => !s.closest(`[${SKIP_ATTR}]`));
+  const copies = outermost(doc.querySelectorAll("foreignObject svg"), "foreignObject svg");
+  if (live.length !== copies.length) return; // not the same tree: leave the copy as html-to-image made it
+  const walk = (a: Element, b: Element) => {
+    const cs = getComputedStyle(a);
+    const decl = SVG_PROPS.map((p) => `${p}: ${cs.getPropertyValue(p)}`).join("; ");
+    b.setAttribute("style", `${decl}; ${b.getAttribute("style") ?? ""}`);
+    for (let i = 0; i < a.children.length && i < b.children.length; i++) walk(a.children[i], b.children[i]);
+  };
+  live.forEach((s, i) => { for (let j = 0; j < s.children.length; j++) walk(s.children[j], copies[i].children[j]); });
+}
+
+/** The panel `node` as standalone SVG text (its current size, white background). */
+export async function viewSvg(node: HTMLElement): Promise<string> {
+  const url = await toSvg(node, {
+    backgroundColor: "#ffffff",
+    skipFonts: true, // system fonts only; nothing to embed
+    filter: (n) => !(n instanceof Element && n.hasAttribute(SKIP_ATTR)),
+  });
+  const doc = new DOMParser().parseFromString(decodeURIComponent(url.slice(url.indexOf(",") + 1)), "image/svg+xml");
+  if (doc.querySelector("parsererror")) throw new Error("the view could not be serialised as SVG");
+  copySvgStyles(node, doc);
+  const style = doc.createElementNS("http://www.w3.org/2000/svg", "style");
+  style.textContent = "* { scrollbar-width: none !important; }";
+  doc.documentElement.insertBefore(style, doc.documentElement.firstChild);
+  const svg = new XMLSerializer().serializeToString(doc);
+  return inlineDefs(svg, pageDefs(missingRefs(svg)));
+}
+
+/** A PNG of `svg` (as viewSvg returns it) at `scale` times its size. */
+export async function svgToPng(svg: string, width: number, height: number, scale = 2): Promise<Blob> {
+  const img = new Image();
+  img.src = SVG_PREFIX + encodeURIComponent(svg);
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = Math.max(1, Math.round(width * scale));
+  canvas.height = Math.max(1, Math.round(height * scale));
+  const ctx = canvas.getContext("2d");
+  if (!ctx) throw new Error("this browser gives no 2D canvas");
+  ctx.fillStyle = "#ffffff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  ctx.drawImage(img, 0, 0, canvas.width, canvas.height);
+  return new Promise((resolve, reject) =>
+    canvas.toBlob((b) => (b ? resolve(b) : reject(new Error("the canvas could not be encoded as PNG"))), "image/png"));
+}
+
+/** Save `node` as an SVG or PNG file named after `title` (the browser's download). */
+export async function downloadView(node: HTMLElement, title: string, format: SnapshotFormat): Promise<string> {
+  const svg = await viewSvg(node);
+  const blob = format === "svg"
+    ? new Blob([svg], { type: "image/svg+xml" })
+    : await svgToPng(svg, node.offsetWidth, node.offsetHeight, Math.max(2, window.devicePixelRatio || 1));
+  const name = snapshotName(title, format);
+  const href = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 10_000);
+  return name;
+}
