@@ -99,6 +99,8 @@ def test_view_exports_as_png_and_svg(page: Page, live_server, view):
     assert title in " ".join(root.itertext())
     missing = words - in_svg
     assert len(missing) <= 0.05 * len(words), f"view text missing from the SVG: {sorted(missing)[:20]}"
+    embedded = sum(len(m) for m in re.findall(r"data:image/[^\"&)]*", text))
+    assert len(text) - embedded < 1_000_000, "inline styles not pruned (html-to-image writes ~350 per element)"
     if view in ("knowledge", "detail"):
         assert "data:image/" in text, "the view's photos were not embedded"
     if view == "performance":
