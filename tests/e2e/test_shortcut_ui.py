@@ -1,5 +1,6 @@
 """Finding and removing a shortcut from the page: a teacher that learned "grass means dog", the
-knowledge view's "Find shortcuts", and "Remove shortcut" (a ▼ vote with erase), in a real browser
+"Try" suggestion chips, the knowledge view's "Find shortcuts", and "Remove shortcut" (a ▼ vote with
+erase), in a real browser
 against a real server. Screenshot: test-artifacts/screenshots/shortcut-found.png."""
 
 from __future__ import annotations
@@ -29,6 +30,16 @@ def test_a_planted_shortcut_is_found_and_removed_from_the_page(page: Page, built
     k = s.class_idx("dog")
     with LiveServer(s) as srv:
         open_class(page, srv.url, k)
+        g = s.concept_idx("grass")
+        # the "Try" chips: on this teacher ▼grass is a plain suggestion too; a click adds it as a pending vote
+        chip = page.locator("[data-testid=suggestions] button", has_text="grass")
+        expect(chip).to_have_count(1)
+        expect(chip).to_contain_text("▼")
+        chip.click()
+        block = page.locator(f'[data-testid=vote-block][data-concept-idx="{g}"]')
+        expect(block).to_contain_text("▼ grass")
+        block.click()  # withdrawn again: the shortcut is removed below with erase instead
+        expect(block).to_have_count(0)
         # nothing is computed until asked: the search costs refits
         expect(page.locator("[data-testid=shortcut]")).to_have_count(0)
         page.locator("[data-testid=find-shortcuts]").click()
@@ -47,5 +58,5 @@ def test_a_planted_shortcut_is_found_and_removed_from_the_page(page: Page, built
         assert head != before
         row = s.log._row(head)
         params = json.loads(row["step_params"])
-        assert params.get("erase") == [[k, s.concept_idx("grass")]], params
+        assert params.get("erase") == [[k, g]], params
     assert not errors, errors
