@@ -40,17 +40,21 @@ def cache_path(net: str, size: int, window: int, stride: int, k: int, subset: st
 
 
 def subset_ids(subset: str) -> list[str]:
-    """``all``: every dev photo; ``val+sel400``: val and 400 seeded train-minus-test photos (labels.csv order)."""
+    """``all``: every dev photo; ``val+selN``: val and N seeded train-minus-test photos (labels.csv order;
+    each N draws its own seeded set); ``test``: the workspace's test split (for the one final report)."""
     ids = dev_ids()
     if subset == "all":
         return ids
-    if subset != "val+sel400":
-        raise ValueError(f"unknown subset {subset!r}; use 'all' or 'val+sel400'")
+    if subset != "test" and not (subset.startswith("val+sel") and subset[7:].isdigit()):
+        raise ValueError(f"unknown subset {subset!r}; use 'all', 'test' or 'val+selN' (e.g. 'val+sel400')")
     from inficond.data import load_dataset
 
     split = np.asarray(load_dataset(VOC).splits)
+    if subset == "test":
+        return [i for i, s in zip(ids, split) if s == "test"]
     sel = np.flatnonzero(split == "train")
-    keep = set(np.flatnonzero(split == "val")) | set(np.random.default_rng(0).choice(sel, 400, replace=False))
+    n_sel = min(int(subset[7:]), len(sel))
+    keep = set(np.flatnonzero(split == "val")) | set(np.random.default_rng(0).choice(sel, n_sel, replace=False))
     return [i for j, i in enumerate(ids) if j in keep]
 
 
@@ -93,6 +97,73 @@ def build(net: str = "lite0", size: int = 448, window: int = 3, stride: int = 1,
     if n_done:
         print(f"network forward: {n_done / secs:.1f} images/s ({n_done} images)")
     return out
+
+
+def cells_path(net: str, size: int, subset: str) -> Path:
+    return cache_root() / f"cells-{net}-{size}-{subset}.npy"
+
+
+def build_cells(net: str = "lite0", size: int = 448, subset: str = "val+sel400", chunk: int = 100) -> Path:
+    """Every cell's ImageNet logits, float16 ``(n, g * g, 1000)`` (``subset_ids`` order), resumable by chunk.
+
+    Windows and segments of any shape are pooled from these (``bench_grounding.py``), so one network run
+    serves every image-side region lever. A ``.ids.txt`` file beside the array names its rows."""
+    from tqdm import tqdm
+
+    from inficond.data.images import load_image
+    from inficond.encoders.conse_effnet import ConseEffnetEncoder, _build_module, _OnnxRunner, cache_dir
+
+    out = cells_path(net, size, subset)
+    if out.exists():
+        return out
+    ids = subset_ids(subset)
+    enc = ConseEffnetEncoder(network=f"efficientnet-{net}", image_size=size, person_cue=False)
+    onnx = cache_dir() / "onnx" / f"cells-efficientnet-{net}-{size}.onnx"
+    if not onnx.exists():
+        import torch
+
+        module = _build_module(size, 3, 1, 1, f"efficientnet-{net}", cells=True)
+        onnx.parent.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():
+            torch.onnx.export(module, (torch.zeros(1, size, size, 3, dtype=torch.uint8),), str(onnx),
+                              input_names=["pixels"], output_names=["probs", "idx", "cells"],
+                              dynamic_axes={"pixels": {0: "batch"}}, opset_version=17, dynamo=False)
+    sess = _OnnxRunner(onnx, 2).sess
+    parts = out.with_suffix(".parts")
+    parts.mkdir(parents=True, exist_ok=True)
+    secs, n_done = 0.0, 0
+    for s in tqdm(range(0, len(ids), chunk), desc=f"cells {net}@{size}", unit="chunk"):
+        part = parts / f"{s:06d}.npy"
+        if part.exists():
+            continue
+        L = []
+        for i in ids[s : s + chunk]:
+            px = enc.pixels([load_image(VOC / "images" / f"{i}.jpg")])
+            t = time.perf_counter()
+            L.append(sess.run(["cells"], {"pixels": px})[0][0].astype(np.float16))
+            secs += time.perf_counter() - t
+            n_done += 1
+        tmp = part.with_suffix(".tmp.npy")
+        np.save(tmp, np.stack(L))
+        os.replace(tmp, part)
+    L = np.concatenate([np.load(parts / f"{s:06d}.npy") for s in range(0, len(ids), chunk)])
+    (out.parent / f"{out.stem}.ids.txt").write_text("\n".join(ids) + "\n")
+    tmp = out.with_suffix(".tmp.npy")
+    np.save(tmp, L)
+    os.replace(tmp, out)
+    for p in parts.iterdir():
+        p.unlink()
+    parts.rmdir()
+    if n_done:
+        print(f"network forward: {n_done / secs:.1f} images/s ({n_done} images)")
+    return out
+
+
+def load_cells(net: str = "lite0", size: int = 448, subset: str = "val+sel400"):
+    """(ids, cell logits (n, g * g, 1000) float16, memory-mapped)."""
+    path = build_cells(net, size, subset)
+    ids = (path.parent / f"{path.stem}.ids.txt").read_text().split()
+    return ids, np.load(path, mmap_mode="r")
 
 
 def load(net: str = "lite0", size: int = 448, window: int = 3, stride: int = 1, k: int = 20, subset: str = "all"):
@@ -159,7 +230,13 @@ if __name__ == "__main__":
     ap.add_argument("--window", type=int, default=3)
     ap.add_argument("--stride", type=int, default=1)
     ap.add_argument("--top-k", type=int, default=20)
-    ap.add_argument("--subset", default="all", choices=["all", "val+sel400"])
+    ap.add_argument("--subset", default="all", help="'all' or 'val+selN' (val and N seeded selection photos)")
     ap.add_argument("--faces", action="store_true", help="build the MTCNN face cache instead")
+    ap.add_argument("--cells", action="store_true", help="build the per-cell logits cache instead (for segments)")
     a = ap.parse_args()
-    print(build_faces() if a.faces else build(a.net, a.size, a.window, a.stride, a.top_k, subset=a.subset))
+    if a.faces:
+        print(build_faces())
+    elif a.cells:
+        print(build_cells(a.net, a.size, a.subset))
+    else:
+        print(build(a.net, a.size, a.window, a.stride, a.top_k, subset=a.subset))

@@ -143,3 +143,74 @@ def test_prompt_ensemble_averages_templates():
     a = enc.encode_text(["sofa"])
     raw = encode_minilm(["sofa", "a photo of a sofa."]).mean(0) - enc._text_mean
     np.testing.assert_allclose(a[0], raw / np.linalg.norm(raw), atol=1e-5)
+
+
+# -- superpixels as cell weights --------------------------------------------------------------
+def _blocks_image(size=448):
+    """Four flat colour quadrants with mild noise: SLIC must follow the quadrant borders."""
+    rng = np.random.default_rng(0)
+    px = np.zeros((size, size, 3), np.uint8)
+    h = size // 2
+    for (y, x), col in zip([(0, 0), (0, h), (h, 0), (h, h)], [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]):
+        px[y : y + h, x : x + h] = col
+    return np.clip(px.astype(int) + rng.integers(-8, 9, px.shape), 0, 255).astype(np.uint8)
+
+
+def test_slic_cell_weights_partition_the_grid_and_follow_edges():
+    from inficond.encoders.superpixels import slic_cell_weights
+
+    px = _blocks_image()
+    w, boxes = slic_cell_weights(px, 14, n_segments=4, compactness=10)
+    assert w.shape[1] == 196 and boxes.shape == (len(w), 4) and w.dtype == np.float32
+    np.testing.assert_allclose(w.sum(0), 1, atol=1e-6)  # every cell fully covered, once
+    assert (w >= 0).all() and (boxes >= 0).all() and (boxes <= 1).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    # each quadrant's centre cell belongs (almost) wholly to one segment, a different one per quadrant
+    owners = [int(np.argmax(w[:, r * 14 + c])) for r, c in [(3, 3), (3, 10), (10, 3), (10, 10)]]
+    assert len(set(owners)) == 4
+    assert all(w[o, r * 14 + c] > 0.99 for o, (r, c) in zip(owners, [(3, 3), (3, 10), (10, 3), (10, 10)]))
+    w2, boxes2 = slic_cell_weights(px, 14, n_segments=4, compactness=10)
+    np.testing.assert_array_equal(w, w2)  # deterministic
+    np.testing.assert_array_equal(boxes, boxes2)
+
+
+def test_slic_cell_weights_bad_input_names_the_value():
+    from inficond.encoders.superpixels import slic_cell_weights
+
+    with pytest.raises(ValueError, match="uint8"):
+        slic_cell_weights(np.zeros((64, 64, 3), np.float32), 2, 4)
+    with pytest.raises(ValueError, match="work_size"):
+        slic_cell_weights(np.zeros((64, 64, 3), np.uint8), 14, 4, work_size=100)
+    with pytest.raises(ValueError, match="n_segments"):
+        slic_cell_weights(np.zeros((448, 448, 3), np.uint8), 14, 0)
+
+
+def test_pool_cells_is_the_area_weighted_mean():
+    from inficond.encoders.superpixels import pool_cells
+
+    logits = np.arange(12, dtype=np.float32).reshape(4, 3)  # 2 x 2 cells, 3 classes
+    w = np.array([[1, 1, 0, 0], [0, 0, 0.5, 0.25]], np.float32)
+    np.testing.assert_allclose(pool_cells(w, logits), [logits[:2].mean(0), (0.5 * logits[2] + 0.25 * logits[3]) / 0.75])
+
+
+# -- text-side ConSE ------------------------------------------------------------------------------
+def test_text_anchors_pull_a_word_onto_the_anchor_it_names():
+    plain = ConseEffnetEncoder(person_cue=False)
+    pulled = ConseEffnetEncoder(person_cue=False, text_anchor_weight=0.5)
+    a = plain._class_unit
+    pot, vegetables = 738, [936, 937, 944, 938]  # plant pot; cabbage, broccoli, artichoke, cauliflower
+    t0, t1 = plain.encode_text(["potted plant"])[0], pulled.encode_text(["potted plant"])[0]
+    np.testing.assert_allclose(np.linalg.norm(t1), 1, atol=1e-5)
+    gap = lambda t: a[pot] @ t - (a[vegetables] @ t).max()  # noqa: E731
+    assert gap(t1) > gap(t0) + 0.05, (gap(t0), gap(t1))
+    # weight 0 is the plain text side, and a word's embedding does not depend on its batch
+    np.testing.assert_allclose(ConseEffnetEncoder(person_cue=False, text_anchor_weight=0.0).encode_text(["sofa"]),
+                               plain.encode_text(["sofa"]), atol=1e-6)
+    np.testing.assert_allclose(pulled.encode_text(["sofa", "potted plant"])[1], t1, atol=1e-5)
+    assert pulled.identity() != plain.identity()
+    assert ConseEffnetEncoder(person_cue=False, text_anchor_weight=0.5, text_anchor_temperature=0.1).identity() \
+        != pulled.identity()
+    with pytest.raises(ValueError, match="text_anchor_weight"):
+        ConseEffnetEncoder(text_anchor_weight=1.5)
+    with pytest.raises(ValueError, match="text_anchor_temperature"):
+        ConseEffnetEncoder(text_anchor_temperature=0)

@@ -158,8 +158,12 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 # -- the image network ----------------------------------------------------------------------
-def _build_module(image_size: int, window: int, stride: int, top_k: int, network: str = _NET):
-    """uint8 NHWC pixels -> (probs (B, R, k), class ids (B, R, k)); region 0 = whole image."""
+def _build_module(image_size: int, window: int, stride: int, top_k: int, network: str = _NET, cells: bool = False):
+    """uint8 NHWC pixels -> (probs (B, R, k), class ids (B, R, k)); region 0 = whole image.
+
+    With ``cells`` a third output holds every cell's ImageNet logits, (B, g * g, 1000) row-major:
+    segments of any shape are pooled from them outside the graph (the head is linear, so the mean
+    of a segment's cell logits is the head applied to the mean of its cell features)."""
     import contextlib
     import importlib
     import io
@@ -190,6 +194,8 @@ def _build_module(image_size: int, window: int, stride: int, top_k: int, network
             logits_g = self.net._fc(f.mean((2, 3)))[:, None, :]  # (B, 1, 1000)
             logits = torch.cat([logits_g, logits_w], 1)
             probs, idx = torch.softmax(logits, -1).topk(top_k, dim=-1)
+            if cells:
+                return probs, idx, F.conv2d(f, self.w, self.b).flatten(2).transpose(1, 2)
             return probs, idx
 
     return ConseHead().eval()
@@ -290,6 +296,14 @@ class ConseEffnetEncoder:
     person_weight : float, default 0.15
         Mixing weight of a face of probability 1 (chosen on train minus test: 0.670 at 0.15 and
         0.25, 0.659 at 1.0).
+    text_anchor_weight : float, default 0.0
+        Text-side ConSE: a word is pulled this far (0..1) towards the softmax-weighted mean of the
+        ImageNet anchors nearest to it. Region embeddings are mixtures of anchors, words are not:
+        "potted plant" sits between the "plant pot" anchor and the vegetables' anchors (whose
+        descriptions and hypernyms speak of plants), so regions of cabbages score almost as high
+        as flowerpots. Pulling the word onto the anchors it names removes that gap.
+    text_anchor_temperature : float, default 0.05
+        Temperature of that softmax over cosines (0.05: the nearest few anchors).
 
     Attributes
     ----------
@@ -305,7 +319,8 @@ class ConseEffnetEncoder:
                  top_k: int = 20, temperature: float = 3.0, batch_size: int = 1, num_threads: int | None = None,
                  backend: str = "onnx", network: str = _NET, hypernym_depth: int = 2,
                  hypernym_decay: float = 1.0, description_weight: float = 2.0, prompts: tuple[str, ...] = PROMPTS,
-                 person_cue: bool = True, person_weight: float = 0.15):
+                 person_cue: bool = True, person_weight: float = 0.15, text_anchor_weight: float = 0.0,
+                 text_anchor_temperature: float = 0.05):
         if not 0 < person_weight <= 1:
             raise ValueError(f"person_weight must be in (0, 1], got {person_weight}")
         prompts = (prompts,) if isinstance(prompts, str) else tuple(prompts)
@@ -315,6 +330,10 @@ class ConseEffnetEncoder:
             raise ValueError(f"hypernym_depth must be between 0 and 20, got {hypernym_depth}")
         if not hypernym_decay > 0:
             raise ValueError(f"hypernym_decay must be > 0, got {hypernym_decay}")
+        if not 0 <= text_anchor_weight <= 1:
+            raise ValueError(f"text_anchor_weight must be in [0, 1], got {text_anchor_weight}")
+        if not text_anchor_temperature > 0:
+            raise ValueError(f"text_anchor_temperature must be > 0, got {text_anchor_temperature}")
         if not description_weight >= 0:
             raise ValueError(f"description_weight must be >= 0, got {description_weight}")
         if network not in _NETWORKS:
@@ -356,6 +375,9 @@ class ConseEffnetEncoder:
         anchors = imagenet_anchor_embeddings(self.hypernym_depth, self.hypernym_decay, self.description_weight)
         self._image_mean = anchors.mean(0)
         self._class_emb = anchors - self._image_mean  # ConSE mean of centred = centred mean
+        self._class_unit = _unit(self._class_emb)
+        self.text_anchor_weight = float(text_anchor_weight)
+        self.text_anchor_temperature = float(text_anchor_temperature)
         self._text_mean, self._corpus_digest = default_text_mean(self.prompts)
         # The person pseudo-class's anchor is the plain name embedding, centred like the others.
         self.person_cue, self.person_weight = bool(person_cue), float(person_weight)
@@ -374,16 +396,26 @@ class ConseEffnetEncoder:
             "description_weight": self.description_weight, "prompts": list(self.prompts),
             "person_cue": {"detector": FaceDetector.describe(), "weight": self.person_weight,
                            "anchor": "person"} if self.person_cue else None,
+            "text_anchors": {"weight": self.text_anchor_weight, "temperature": self.text_anchor_temperature}
+            if self.text_anchor_weight else None,
             "image_centre": "mean-imagenet-anchors",
             "text_centre": f"mean-default-corpus:{self._corpus_digest}",
         }
 
     def encode_text(self, words: list[str]) -> np.ndarray:
         """(n_words, 384) float32: the mean over ``prompts`` of the unit MiniLM embeddings, centred on
-        the default corpus's mean (same prompts) and L2-normalised."""
+        the default corpus's mean (same prompts) and L2-normalised; then, with ``text_anchor_weight``
+        ``b`` > 0, ``unit((1 - b) t + b unit(sum_c softmax(cos(t, a_c) / temperature) a_c))`` over the
+        centred ImageNet anchors ``a_c`` (text-side ConSE, see the class docstring)."""
         if isinstance(words, str):
             raise TypeError("encode_text takes a list of strings, not one string")
-        return _unit(encode_prompted(list(words), self.prompts) - self._text_mean)
+        t = _unit(encode_prompted(list(words), self.prompts) - self._text_mean)
+        if self.text_anchor_weight > 0 and len(t):
+            s = (t @ self._class_unit.T) / self.text_anchor_temperature
+            w = np.exp(s - s.max(1, keepdims=True))
+            m = _unit((w / w.sum(1, keepdims=True)) @ self._class_unit)
+            t = _unit((1.0 - self.text_anchor_weight) * t + self.text_anchor_weight * m)
+        return t
 
     def encode_regions(self, images: list[Image.Image]) -> list[RegionEmbeddings]:
         """One ``RegionEmbeddings`` per image (``max_regions`` rows each; region 0 = whole image)."""
