@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from inficond.exceptions import DataError
+from inficond.exceptions import DataError, WorkspaceMismatchError
 from inficond.prepare import prepare
 from inficond.store.workspace import Workspace
 
@@ -100,6 +100,25 @@ def test_ray_prepare_resumes_after_kill_9(ray_cluster, dev_data, corpus, local_w
     assert rep.n_processed_now == rep.n_images - done_before
     assert rep.n_done == rep.n_images
     assert_same_workspace(local_ws, ws_dir)
+
+
+def test_a_worker_with_another_encoder_refuses_to_start(ray_cluster, local_ws):
+    """A node with another inficond version would write other bytes: its worker stops the run."""
+    from inficond.encoders.base import create_encoder
+    from inficond.prepare import StageSpec
+    from inficond.prepare_ray import run_batches_on_ray
+    from inficond.teachers import create_teacher
+
+    ws = Workspace(local_ws)
+    identity = {**create_encoder("conse-effnet").identity(), "version": -1}
+    teacher = create_teacher("effnet-lite2", ws.class_names).identity()
+    spec = StageSpec("conse-effnet", {}, "effnet-lite2", ws.class_names, str(local_ws),
+                     np.asarray(ws.array("concept_text")), identity, teacher)
+    written = []
+    with pytest.raises(WorkspaceMismatchError, match="same inficond version"):
+        run_batches_on_ray(spec, [np.arange(2)], ws.image_paths, ws.image_ids, lambda *a: written.append(a) or 2,
+                           address="local", workers=1)
+    assert written == []
 
 
 def test_ray_workers_without_ray_is_refused(dev_data, tmp_path):

@@ -43,6 +43,7 @@ class PrepareReport:
     n_concepts: int
     seconds: float
     images_per_second: float
+    encode_seconds: float = 0.0  # of ``seconds``: the image batches (local loop or Ray), without set-up and finish
     corrupt: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     excluded_classes: dict[str, str] = field(default_factory=dict)
@@ -274,6 +275,7 @@ def prepare(
 
     bar = tqdm(total=len(pending), desc="prepare: encode images", unit="img", disable=not progress)
     write = lambda ok, bad, out: _write_and_count(ws, arrays, ok, bad, out, bar)  # noqa: E731
+    t_encode = time.perf_counter()
     if ray is None:
         done_now = _run_batches_locally(BatchStages(enc, teach, text), batches, paths, ids, write)
     else:
@@ -283,6 +285,7 @@ def prepare(
                          enc.identity(), teach.identity())
         done_now = run_batches_on_ray(spec, batches, paths, ids, write, address=ray, workers=ray_workers)
     bar.close()
+    encode_secs = time.perf_counter() - t_encode
 
     _finish_teacher(ws, teach, uses_features, progress)
     _record_class_support(ws, ds, min_positives)
@@ -304,6 +307,7 @@ def prepare(
         n_concepts=len(ws.concept_words),
         seconds=round(secs, 2),
         images_per_second=round(done_now / secs, 2) if done_now else 0.0,
+        encode_seconds=round(encode_secs, 2),
         corrupt=corrupt,
         skipped=[tuple(s) for s in ws.get_meta("skipped", [])],
         excluded_classes=excluded,
@@ -386,6 +390,7 @@ class StageSpec:
     teacher_identity: dict
 
     def build(self) -> BatchStages:
+        """The stages, or WorkspaceMismatchError when this machine builds another encoder or teacher."""
         from inficond.encoders.base import create_encoder
         from inficond.teachers import create_teacher
 
@@ -394,8 +399,11 @@ class StageSpec:
         # A worker with another inficond version would write different bytes: refuse it.
         for what, mine, want in (("encoder", enc.identity(), self.encoder_identity),
                                  ("teacher", teach.identity(), self.teacher_identity)):
-            if json.loads(json.dumps(mine, sort_keys=True)) != json.loads(json.dumps(want, sort_keys=True)):
-                raise WorkspaceMismatchError(f"this worker builds {what} {mine}, the driver {want}: "
+            mine, want = (json.loads(json.dumps(d, sort_keys=True)) for d in (mine, want))
+            if mine != want:
+                diff = "; ".join(f"{k}: {mine.get(k)!r} here, {want.get(k)!r} on the driver"
+                                 for k in sorted(set(mine) | set(want)) if mine.get(k) != want.get(k))
+                raise WorkspaceMismatchError(f"a worker builds another {what} than the driver ({diff[:300]}); "
                                              "install the same inficond version on every node")
         return BatchStages(enc, teach, self.text)
 

@@ -24,7 +24,7 @@ import socket
 
 import numpy as np
 
-from inficond.exceptions import DataError
+from inficond.exceptions import DataError, WorkspaceMismatchError
 from inficond.prepare import BatchOutput, StageSpec, decode_batch
 
 #: the ``ray`` argument that starts (or reuses) a Ray instance on this machine
@@ -35,9 +35,17 @@ class PrepareWorker:
     """A Ray Data actor: builds the models once, then maps one batch row to one row per image."""
 
     def __init__(self, spec: StageSpec):
-        self.stages = spec.build()
+        # A refusal goes back as data, not as an exception: Ray passes a worker's exceptions on
+        # as wrapped text, and the driver should raise the plain inficond error.
+        self.stages, self.refusal = None, None
+        try:
+            self.stages = spec.build()
+        except WorkspaceMismatchError as e:
+            self.refusal = str(e)
 
     def __call__(self, row: dict) -> dict:
+        if self.refusal is not None:
+            return {"refused": np.asarray([self.refusal], dtype=object)}
         idx = [int(i) for i in np.asarray(row["idx"][0]).ravel()]
         paths = dict(zip(idx, np.asarray(row["path"][0]).ravel().tolist()))
         ids = dict(zip(idx, np.asarray(row["image_id"][0]).ravel().tolist()))
@@ -162,6 +170,8 @@ def run_batches_on_ray(spec: StageSpec, batches: list, paths: list, ids: list[st
             compute=ray.data.ActorPoolStrategy(min_size=1, max_size=workers, initial_size=workers), num_cpus=1)
         done = 0
         for block in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+            if "refused" in block:
+                raise WorkspaceMismatchError(str(block["refused"][0]))
             done += write(*_split(block))
         return done
     finally:
