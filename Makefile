@@ -9,7 +9,7 @@ CHROMIUM ?= /usr/bin/chromium
 STAMP   := $(VENV)/.installed
 WEB_STAMP := src/inficond/server/static/index.html
 
-.PHONY: setup demo test test-py test-web web browser wordnet prepare distill serve bench clean
+.PHONY: setup demo test test-py test-web web browser wordnet prepare distill serve bench clean screenshots
 
 setup: $(STAMP) $(WEB_STAMP) wordnet
 
@@ -55,6 +55,10 @@ test-web: setup
 	cd web && npm test
 
 test: test-py test-web
+
+# The README's screenshots (docs/screenshots/), taken by the end-to-end test on a copy of $(WS).
+screenshots: distill browser
+	INFICOND_UPDATE_SCREENSHOTS=1 INFICOND_SCREENSHOT_WS=$(WS) $(BIN)/python -m pytest -q tests/e2e/test_screenshots.py -k test_readme_screenshots
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py --data $(DATA)
