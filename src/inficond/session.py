@@ -122,6 +122,7 @@ class Session:
         self._lock = threading.RLock()
         self._encoder_lock = threading.Lock()  # one text-model load, outside self._lock
         self._cache: dict = {}
+        self._z_cache: dict = {}  # split -> (standardisation key, Z); see _Z
 
     # -- data ------------------------------------------------------------------------
     @property
@@ -215,12 +216,19 @@ class Session:
             student = widen_student(student, self.X[self.rows("train")])
         return student
 
-    def _Z(self, split: str) -> np.ndarray:
-        key = ("Z", split)
-        if key not in self._cache:
-            s = self.student
-            self._cache[key] = (self.X[self.rows(split)] - s.mean_) / s.scale_
-        return self._cache[key]
+    def _Z(self, split: str, student: ConceptStudent | None = None) -> np.ndarray:
+        """Standardised concepts of ``split`` under ``student``'s (default: the current) standardisation.
+
+        Kept across student states, keyed by ``mean_`` and ``scale_``: tuning refits keep the
+        distillation's standardisation, so a tune, undo or revert reuses it instead of rebuilding
+        it (measured: the first calls after a state change at 30k images; bench_scale.py).
+        """
+        s = self.student if student is None else student
+        key = (s.mean_.tobytes(), s.scale_.tobytes())
+        hit = self._z_cache.get(split)
+        if hit is None or hit[0] != key:
+            hit = self._z_cache[split] = (key, (self.X[self.rows(split)] - s.mean_) / s.scale_)
+        return hit[1]
 
     def _student_logits(self, split: str) -> np.ndarray:
         key = ("S", split)
@@ -306,8 +314,7 @@ class Session:
         """Logits of class ``k`` on ``split`` from ``student`` (default: the current one)."""
         if student is None:
             return self._student_logits(split)[:, k]
-        rows = self.rows(split)
-        return ((self.X[rows] - student.mean_) / student.scale_) @ student.coef_[k] + student.intercept_[k]
+        return self._Z(split, student) @ student.coef_[k] + student.intercept_[k]
 
     def _class_metrics(self, k: int, split: str, student: ConceptStudent | None = None) -> dict:
         m = class_metrics(self.Y[self.rows(split), k], self._class_scores(k, split, student))
@@ -854,6 +861,7 @@ class Session:
                 encoder = _Encoded(self._text_encoder(), words, encoded["text"])
                 idx = extend_concepts(self.ws, encoder, words, source="ui")
                 self.__dict__.pop("X", None)
+                self._z_cache.clear()
                 self._cache.clear()
                 added = [{"concept_idx": int(i), "word": self.ws.concept_words[i]} for i in idx]
             got = {a["word"] for a in added}  # a word another call added meanwhile is skipped
