@@ -110,17 +110,18 @@ def inficond(*args: str) -> list[str]:
     return [sys.executable, "-m", "inficond.cli", *args]
 
 
-def run_distill(ws: Path, timeout: float) -> dict:
+def run_distill(ws: Path, timeout: float, lam: float | None = None) -> dict:
     t0 = time.perf_counter()
+    extra = [] if lam is None else ["--lam", str(lam)]  # a fixed lambda: the fit alone, no lambda search
     try:
-        p = subprocess.run(inficond("distill", str(ws)), capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(inficond("distill", str(ws), *extra), capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"wall_s": None, "timed_out": timeout}
     wall = time.perf_counter() - t0
     if p.returncode:
         raise SystemExit(f"distill failed on {ws}:\n{p.stderr[-2000:]}")
     m = re.search(r"seconds\W+([\d.]+)", p.stdout)
-    return {"wall_s": round(wall, 2), "engine_s": float(m[1]) if m else None}
+    return {"wall_s": round(wall, 2), "engine_s": float(m[1]) if m else None, "lam": lam}
 
 
 def start_server(ws: Path) -> tuple[subprocess.Popen, str, float]:
@@ -169,7 +170,7 @@ def bench_one(source: Path, n: int, a) -> dict:
     info = synthetic_info(ws)
     out = {"n_images": n, "synthetic": info, "splits": info["splits"]}
     try:
-        out["distill"] = run_distill(ws, a.distill_timeout)
+        out["distill"] = run_distill(ws, a.distill_timeout, a.lam)
         print(f"[SYNTHETIC {n}] distill {out['distill']}", flush=True)
         if out["distill"]["wall_s"] is None:
             return out
@@ -297,6 +298,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, help="tuning rounds per size (default: 8 / 6 / 4)")
     ap.add_argument("--warm", type=int, default=2, help="cached repeats of every view per round")
     ap.add_argument("--distill-timeout", type=float, default=1800)
+    ap.add_argument("--lam", type=float, help="distill at this fixed lambda (the fit alone, no lambda search): "
+                    "for quick paired runs of the views; the distill row then is not the default command's time")
     ap.add_argument("--out", default=str(HERE / "results" / "scale.md"))
     a = ap.parse_args()
 
@@ -312,6 +315,8 @@ def main() -> None:
         f"{a.noise:.0%} Gaussian noise (benchmarks/synthetic_workspace.py), {len(results and results[0]['splits'])} splits "
         "in the real proportions, the real concepts and classes. Latencies are real HTTP to an `inficond serve` "
         "process; bold = target missed; growth is each size's figure over the first size's.", "",
+        *([f"Distilled at a fixed λ = {a.lam} (`inficond distill --lam`, no λ search): the distill rows are the "
+            "fit alone, not what the default command costs.", ""] if a.lam is not None else []),
         report(results, a), "",
         f"Rounds per size: {', '.join(str(r.get('rounds')) for r in results)} (each: tune, every view once, "
         f"every view {a.warm} more times, undo). Machine: {machine_line()}; load average at the end "
