@@ -53,7 +53,7 @@ def export(page: Page, view: str, fmt: str) -> tuple[str, bytes]:
 
 
 def grey(png: bytes, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(png)).convert("L").resize(size, Image.BILINEAR), dtype=float)
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L").resize(size, Image.BOX), dtype=float)
 
 
 @pytest.mark.parametrize("view", VIEWS)
@@ -75,11 +75,13 @@ def test_view_exports_as_png_and_svg(page: Page, live_server, view):
     img.verify()
     w, h = Image.open(io.BytesIO(png)).size
     assert abs(w - 2 * box["width"]) <= 4 and abs(h - 2 * box["height"]) <= 4, (w, h, box)
-    screen = Image.open(io.BytesIO(shown)).size
+    w1, h1 = Image.open(io.BytesIO(shown)).size
+    screen = (w1 // 2, h1 // 2)  # compared at half size: text anti-aliasing differs pixel by pixel
     exported, on_screen = grey(png, screen), grey(shown, screen)
     assert exported.std() > 10, "the exported image is blank"
     diff_same = np.abs(exported - on_screen).mean()
     diff_other = np.abs(grey(other, screen) - on_screen).mean()
+    # measured: 2.0 to 4.6 for the six views, against 16 to 32 for another view
     assert diff_same < 8, f"the PNG does not look like the {view} view (mean grey difference {diff_same:.1f})"
     assert diff_same < 0.5 * diff_other, (diff_same, diff_other)
 
