@@ -65,10 +65,10 @@ def test_conse_shapes_norms_boxes(conse, photos):
     assert len(out) == len(photos)
     for r in out:
         assert isinstance(r, RegionEmbeddings)
-        assert r.embeddings.shape == (conse.max_regions, conse.dim) == (145, 384)
+        assert r.embeddings.shape == (conse.max_regions, conse.dim) == (101, 384)  # whole image + 10 x 10 windows
         assert r.embeddings.dtype == np.float32 and r.boxes.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(r.embeddings, axis=1), 1, atol=1e-5)
-        assert r.boxes.shape == (145, 4) and r.boxes.min() >= 0 and r.boxes.max() <= 1
+        assert r.boxes.shape == (101, 4) and r.boxes.min() >= 0 and r.boxes.max() <= 1
         assert (r.boxes[:, 2] > r.boxes[:, 0]).all() and (r.boxes[:, 3] > r.boxes[:, 1]).all()
         np.testing.assert_array_equal(r.boxes[0], [0, 0, 1, 1])  # region 0 = whole image
 
@@ -105,6 +105,20 @@ def test_conse_semantics_cat_vs_dog(conse, photos):
     scores = np.array([(r.embeddings @ text.T).max(0) for r in conse.encode_regions(photos)])
     truth = np.array([0, 0, 0, 1, 1, 1])
     assert (scores.argmax(1) == truth).mean() >= 5 / 6
+
+
+@pytest.mark.parametrize("kw", [{}, {"window": 3}, {"window": 4, "stride": 2}, {"image_size": 320, "window": 2, "stride": 2}])
+def test_conse_windows_cover_every_cell(kw):
+    """Every cell of the feature map lies in some window (no part of the image is unseen but by region 0)."""
+    from inficond.encoders.conse_effnet import ConseEffnetEncoder
+
+    enc = ConseEffnetEncoder(person_cue=False, **kw)
+    g = enc.grid
+    covered = np.zeros((g, g), bool)
+    for x0, y0, x1, y1 in enc.boxes[1:]:
+        covered[round(y0 * g) : round(y1 * g), round(x0 * g) : round(x1 * g)] = True
+    assert len(enc.boxes) == enc.max_regions
+    assert covered.all(), kw
 
 
 def test_conse_identity_and_params(conse):

@@ -139,7 +139,7 @@ def test_bad_settings_name_the_value():
 
 
 def test_prompt_ensemble_averages_templates():
-    enc = ConseEffnetEncoder(prompts=("{}", "a photo of a {}."))
+    enc = ConseEffnetEncoder(prompts=("{}", "a photo of a {}."), text_anchor_weight=0.0)
     a = enc.encode_text(["sofa"])
     raw = encode_minilm(["sofa", "a photo of a sofa."]).mean(0) - enc._text_mean
     np.testing.assert_allclose(a[0], raw / np.linalg.norm(raw), atol=1e-5)
@@ -195,8 +195,9 @@ def test_pool_cells_is_the_area_weighted_mean():
 
 # -- text-side ConSE ------------------------------------------------------------------------------
 def test_text_anchors_pull_a_word_onto_the_anchor_it_names():
-    plain = ConseEffnetEncoder(person_cue=False)
+    plain = ConseEffnetEncoder(person_cue=False, text_anchor_weight=0.0)
     pulled = ConseEffnetEncoder(person_cue=False, text_anchor_weight=0.5)
+    assert ConseEffnetEncoder(person_cue=False).identity() == pulled.identity()  # the default
     a = plain._class_unit
     pot, vegetables = 738, [936, 937, 944, 938]  # plant pot; cabbage, broccoli, artichoke, cauliflower
     t0, t1 = plain.encode_text(["potted plant"])[0], pulled.encode_text(["potted plant"])[0]
