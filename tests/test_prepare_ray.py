@@ -67,6 +67,18 @@ def test_ray_prepare_writes_the_local_bytes(ray_cluster, dev_data, corpus, local
     assert_same_workspace(local_ws, tmp_path / "ws")
 
 
+def test_corrupt_images_on_ray_are_reported_as_locally(ray_cluster, dev_data, corpus, tmp_path):
+    from tests.test_prepare import _small_csv_dataset
+
+    bad = _small_csv_dataset(dev_data, tmp_path / "data")
+    reps = [prepare(tmp_path / "data", tmp_path / name, batch_size=4, corpus=corpus, progress=False, **kw)
+            for name, kw in (("local", {}), ("ray", {"ray": "local", "ray_workers": 2}))]
+    for rep in reps:
+        assert sorted(i for i, _ in rep.corrupt) == sorted(bad) and rep.n_done == rep.n_images - 2
+    assert reps[0].corrupt == reps[1].corrupt
+    assert_same_workspace(tmp_path / "local", tmp_path / "ray")
+
+
 def test_ray_prepare_resumes_after_kill_9(ray_cluster, dev_data, corpus, local_ws, tmp_path):
     """`inficond prepare --ray ADDRESS` killed mid-run; the rerun redoes only unfinished batches."""
     ws_dir = tmp_path / "ws"
