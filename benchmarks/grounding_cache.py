@@ -7,6 +7,11 @@ are embedded, so ``bench_grounding.py`` re-embeds them without re-running the CN
 ``$INFICOND_CACHE/grounding/<net>-<size>-w<window>-s<stride>-k<k>.npz`` with ``ids`` (labels.csv
 order), ``P`` float32 and ``I`` int16 of shape ``(n, regions, k)``; region 0 is the whole image.
 The run resumes from partial chunks and shows a progress bar.
+
+    .venv/bin/python benchmarks/grounding_cache.py --cells --subset val+sel1000   # and --subset test
+
+caches every cell's 1000 ImageNet logits instead (``cells-<net>-<size>-<subset>.npy``, float16, with a
+``.ids.txt`` naming the rows): the image-side levers (window sizes, superpixels) pool them.
 """
 
 from __future__ import annotations
