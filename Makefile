@@ -2,22 +2,46 @@
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
+CLIP_VENV := .venv-clip
 DATA    ?= $(or $(INFICOND_DATA),../shared/data/voc2012-subset)
 WS      ?= workspaces/dev
 PORT    ?= 8765
 CHROMIUM ?= /usr/bin/chromium
 STAMP   := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+CLIP_STAMP := $(CLIP_VENV)/.installed
 WEB_STAMP := src/inficond/server/static/index.html
 
-.PHONY: setup demo test test-py test-web web browser wordnet prepare distill serve bench clean screenshots
+.PHONY: setup setup-clip demo test test-py test-clip test-web web browser wordnet prepare distill serve bench clean screenshots
 
 setup: $(STAMP) $(WEB_STAMP) wordnet
 
-# Reinstalls only when the pins change; torch comes from the local wheel via constraints.txt.
-$(STAMP): requirements.lock constraints.txt pyproject.toml
+# The clip extra (open_clip + torchvision, on the CUDA torch 2.14.1) in its own venv.
+setup-clip: $(CLIP_STAMP)
+
+# The locks are complete closures, installed with --no-deps: no resolving, and facenet-pytorch's
+# declared torchvision stays out (the README's "Install" section). --no-compile: byte-compiling
+# every installed file took half the install; Python compiles what it imports on first use.
+# Reinstalls only when the pins change. A venv from before the light install loses the clip
+# packages (torchvision breaks against the CPU-only torch) and the CUDA libraries; `make clean`
+# rebuilds from nothing.
+PIP_SYNC = pip install -q --no-deps --no-compile
+$(STAMP): requirements.lock requirements-cpu.lock pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -r requirements.lock
+	$(BIN)/pip freeze | grep -iE '^(torchvision|open.clip.torch|timm|triton|nvidia-|cuda-)' | cut -d= -f1 \
+	  | xargs -r $(BIN)/pip uninstall -q -y
+	$(BIN)/$(PIP_SYNC) -r requirements.lock -r requirements-cpu.lock
 	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(TEST_STAMP): $(STAMP) requirements-test.lock
+	$(BIN)/$(PIP_SYNC) -r requirements-test.lock
+	touch $@
+
+$(CLIP_STAMP): requirements.lock requirements-clip.lock pyproject.toml
+	test -x $(CLIP_VENV)/bin/python || $(PY) -m venv $(CLIP_VENV)
+	$(CLIP_VENV)/bin/$(PIP_SYNC) -r requirements.lock -r requirements-clip.lock
+	$(CLIP_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 web/node_modules/.package-lock.json: web/package-lock.json
@@ -48,13 +72,19 @@ demo: distill
 	$(BIN)/inficond serve $(WS) --port $(PORT)
 
 # Without Chromium the browser tests are left out (as `browser` warns), not run into an error.
-test-py: setup browser
-	INFICOND_DATA=$(DATA) $(BIN)/python -m pytest -q $$(test -x $(CHROMIUM) || echo --ignore=tests/e2e)
+test-py: setup $(TEST_STAMP) browser
+	INFICOND_DATA=$(DATA) $(BIN)/python -m pytest -q -m "not clip" $$(test -x $(CHROMIUM) || echo --ignore=tests/e2e)
+
+# Tests marked clip (open_clip, torchvision) run in .venv-clip; only the files that have them are
+# collected there, as the others import test-only packages that venv leaves out.
+test-clip: $(CLIP_STAMP)
+	INFICOND_DATA=$(DATA) $(CLIP_VENV)/bin/python -m pytest -q -m clip $$(grep -l -r --include='test_*.py' 'pytest.mark.clip' tests)
 
 test-web: setup
 	cd web && npm test
 
-test: test-py test-web
+# test-clip first, so that the last pytest summary printed is the main suite's.
+test: test-clip test-py test-web
 
 # The README's screenshots (docs/screenshots/), taken by the end-to-end test on a copy of $(WS).
 screenshots: distill browser
@@ -64,4 +94,4 @@ bench: setup
 	$(BIN)/python benchmarks/run_all.py --data $(DATA)
 
 clean:
-	rm -rf $(VENV) web/node_modules src/inficond/server/static
+	rm -rf $(VENV) $(CLIP_VENV) web/node_modules src/inficond/server/static

@@ -65,6 +65,7 @@ def _labels_as_teacher(dev_data: Path, out: Path) -> Path:
     return out
 
 
+@pytest.mark.clip
 def test_cli_prepare_with_an_open_clip_checkpoint(dev_data, tmp_path):
     import open_clip
     import torch
@@ -99,6 +100,7 @@ def test_cli_prepare_with_an_open_clip_checkpoint(dev_data, tmp_path):
     np.testing.assert_allclose(text[:5], enc.encode_text([w.text for w in default_corpus()[:5]]), atol=1e-5)
 
 
+@pytest.mark.clip
 def test_cli_open_clip_without_weights_refuses_with_how_to(dev_data, tmp_path, capsys):
     out = tmp_path / "ws"
     assert main(["prepare", "--data", str(dev_data), "--out", str(out), "--encoder", "open_clip"]) == 2
@@ -112,6 +114,7 @@ def test_cli_open_clip_without_weights_refuses_with_how_to(dev_data, tmp_path, c
     assert "missing.pt does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.clip
 def test_open_clip_random_weights_are_a_python_test_option_only():
     from inficond.encoders.open_clip_encoder import OpenClipEncoder
     from inficond.exceptions import EncoderLoadError

@@ -180,6 +180,7 @@ def test_unsafe_members_are_refused_before_anything_is_written(tmp_path):
         assert not (dest / "ok").exists() and not (tmp_path / "evil.txt").exists()
 
 
+@pytest.mark.clip
 def test_registered_checksum_matches_torchvisions():
     voc = pytest.importorskip("torchvision.datasets.voc")
     theirs = voc.DATASET_YEAR_DICT["2012"]

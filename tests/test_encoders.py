@@ -261,6 +261,17 @@ def test_face_detector_uses_torchvision_only_when_installed():
 
 
 # -- open_clip ---------------------------------------------------------------------------------
+def test_open_clip_without_the_clip_extra_says_how_to_install():
+    import importlib.util
+
+    from inficond.exceptions import EncoderLoadError
+
+    if importlib.util.find_spec("open_clip") is not None:
+        pytest.skip("the clip extra is installed here; this checks the default install's message")
+    with pytest.raises(EncoderLoadError, match=r"pip install 'inficond\[clip\]'"):
+        create_encoder("open_clip", model_name="ViT-B-32")
+
+
 @pytest.fixture(scope="module")
 def tiny_clip():
     import open_clip
@@ -282,6 +293,7 @@ def _rgb_images():
     return ims
 
 
+@pytest.mark.clip
 @pytest.mark.parametrize("dense", ["maskclip", "tokens"])
 def test_open_clip_tiny_pipeline(tiny_clip, dense):
     import torch
@@ -310,6 +322,7 @@ def test_open_clip_tiny_pipeline(tiny_clip, dense):
     json.dumps(enc.identity())
 
 
+@pytest.mark.clip
 def test_open_clip_maskclip_matches_manual_value_path(tiny_clip):
     """The MaskCLIP dense path is the last block's value projection, ln_post, proj."""
     import torch
@@ -329,6 +342,7 @@ def test_open_clip_maskclip_matches_manual_value_path(tiny_clip):
     np.testing.assert_allclose(dense, ref, atol=1e-5)
 
 
+@pytest.mark.clip
 def test_open_clip_identity_tracks_weights(tiny_clip):
     import copy
 
@@ -344,6 +358,7 @@ def test_open_clip_identity_tracks_weights(tiny_clip):
     assert a.identity() == create_encoder("open_clip", model_name="tiny", model=tiny_clip).identity()
 
 
+@pytest.mark.clip
 def test_open_clip_loading_errors(tmp_path):
     from inficond.exceptions import EncoderLoadError
 

@@ -126,7 +126,11 @@ class OpenClipEncoder:
                  preprocess=None, dense: str = "maskclip", n_segments: int = 8, spatial_weight: float = 1.0,
                  whole_image: bool = True, template: str = "a photo of a {}.", batch_size: int = 16,
                  device: str = "cpu", config: str | os.PathLike | None = None, allow_random: bool = False):
-        import open_clip
+        try:
+            import open_clip
+        except ImportError as e:  # the default install has neither open_clip nor torchvision
+            raise EncoderLoadError(f"the open_clip encoder needs the clip extra ({e}): pip install 'inficond[clip]', "
+                                   "or make test's .venv-clip (see the README's install section)") from None
         import torch
 
         if dense not in ("maskclip", "tokens"):
