@@ -8,6 +8,7 @@ Tuning, undo and revert are serialised by a lock so concurrent callers see consi
 
 from __future__ import annotations
 
+import copy
 import re
 import threading
 import time
@@ -375,10 +376,30 @@ class Session:
             n_points=n_points, metrics=tuple(metrics),
         )
 
+    def _per_state(self, key: tuple, build):
+        """``build()`` once per student state; a copy each call (callers may change what they get).
+
+        For views whose exact what-if work grows with the images (class concepts, suggestions:
+        0.2-0.3 s at 4k, 0.5-2.7 s at 30k per call, bench_scale.py), so going back to a class
+        or reloading a view is answered from memory. Emptied with the cache when the head moves.
+        """
+        self.student  # empties the cache when the head moved
+        head = self._cache.get("head")
+        full = ("view", head, *key)
+        if full not in self._cache:
+            out = build()
+            if self._cache.get("head") != head:  # a step landed meanwhile (outside the server's lock)
+                return out
+            self._cache[full] = out
+        return copy.deepcopy(self._cache[full])
+
     def class_concepts(self, cls, k: int = 10, sort: str = "influence") -> dict:
         ki = self.class_idx(cls)
         if not 1 <= int(k) <= len(self.ws.concept_words):
             raise ArgumentError(f"k must be between 1 and {len(self.ws.concept_words)}, got {k}")
+        return self._per_state(("class_concepts", ki, int(k), sort), lambda: self._class_concepts(ki, int(k), sort))
+
+    def _class_concepts(self, ki: int, k: int, sort: str) -> dict:
         coef = self.student.coef_[ki]
         dp, dn, note = self._ranking_arrays(ki, sort)
         order = [d["concept_idx"] for d in rank_concepts(coef, dp, dn, by=sort, k=int(k))]
@@ -768,6 +789,11 @@ class Session:
         presences go together count as one context (``related`` lists its other words), so the
         ``shortcuts`` scored are distinct contexts.
         """
+        ki = self.class_idx(cls)
+        key = ("suggest", ki, int(k), int(candidates), str(split), int(shortcuts))
+        return self._per_state(key, lambda: self._suggest(ki, k, candidates, split, shortcuts))
+
+    def _suggest(self, cls, k: int, candidates: int, split: str, shortcuts: int) -> list[dict]:
         moves = [{**m, "kind": "move", "erase": False} for m in self._suggest_moves(cls, k, candidates, split)]
         moves += self._suggest_shortcuts(cls, int(shortcuts), split) if shortcuts else []
         best: dict[int, dict] = {}

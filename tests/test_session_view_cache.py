@@ -1,0 +1,54 @@
+"""Per-state caches of the session's views: kept while the student stays, dropped when it moves."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from inficond.session import Session
+
+
+def _weakest(s: Session) -> int:
+    classes = [c for c in s.performance("val")["classes"] if not c["excluded"] and c["n_pos"] > 0]
+    return min(classes, key=lambda c: c["student"]["ap"] if c["student"]["ap"] is not None else 1)["class_idx"]
+
+
+def test_class_concepts_and_suggestions_follow_the_student_state(workspace):
+    s = Session(workspace)
+    k = _weakest(s)
+    first = s.class_concepts(k, k=5)
+    sugg = s.suggest(k, k=3)
+    # a caller changing what it got does not change the next answer
+    first["concepts"].clear()
+    sugg.append({"junk": True})
+    again = s.class_concepts(k, k=5)
+    assert len(again["concepts"]) == 5 and s.suggest(k, k=3) == sugg[:-1]
+    assert s.class_concepts(k, k=3)["k"] == 3  # other arguments are other entries
+
+    top = again["concepts"][0]
+    s.tune([{"class": k, "concept": top["concept_idx"], "direction": "down"}])
+    after = s.class_concepts(k, k=5)
+    moved = next(c for c in after["concepts"] + [None] if c is None or c["concept_idx"] == top["concept_idx"])
+    assert moved is None or moved["influence"] < top["influence"]
+    assert moved is None or moved["vote"] == "down"
+    # the same numbers as a fresh session on the new state
+    fresh = Session(workspace)
+    assert after == fresh.class_concepts(k, k=5)
+    assert s.suggest(k, k=3) == fresh.suggest(k, k=3)
+
+    s.undo()
+    back = s.class_concepts(k, k=5)
+    assert back == again and all(c["vote"] is None for c in back["concepts"])
+
+
+def test_scores_of_a_tuned_student_match_a_direct_computation(workspace):
+    s = Session(workspace)
+    k = _weakest(s)
+    c = s.class_concepts(k, k=1)["concepts"][0]["concept_idx"]
+    s.tune([{"class": k, "concept": c, "direction": "up"}])
+    st = s.student
+    for split in ("val", "test"):
+        rows = s.rows(split)
+        direct = ((s.X[rows] - st.mean_) / st.scale_) @ st.coef_[k] + st.intercept_[k]
+        np.testing.assert_array_equal(s._class_scores(k, split, st), direct)
+        # the head's scores come from one matrix product over all classes: equal to rounding
+        np.testing.assert_allclose(s._class_scores(k, split), direct, rtol=1e-12, atol=1e-12)
