@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -119,6 +120,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+        shutil.rmtree(ws.parent, ignore_errors=True)
     load = os.getloadavg()
     rows = [
         ("server start (spawn → first answer)", f"{len(starts)} starts", starts, "s", statistics.median(starts), "median", "< 2 s",
