@@ -184,3 +184,40 @@ def test_batched_cd_subproblem_matches_the_single_class_loop_and_is_optimal():
     viol = S.kkt_violation(x[:, :-1], q[:, :-1], np.full(K, 0.2), lo[:, :-1], hi[:, :-1])
     assert viol.max() < 1e-9 and np.abs(q[:, -1]).max() < 1e-9
     assert np.count_nonzero(x[:, :-1] == 0) > 0  # the L1 term is active somewhere
+
+
+def test_batched_quadratic_step_leaves_its_start_point_alone():
+    """A one-concept working set: the start point must not be changed in place (a view of it was
+    once updated, so the outer loop compared the new point with itself and stopped at zero)."""
+    from inficond.students._solvers import _cd_quadratic
+
+    rng = np.random.default_rng(0)
+    K, m = 3, 1
+    A = rng.standard_normal((K, m, m))
+    H = A @ A.transpose(0, 2, 1) + 0.1
+    g = rng.standard_normal((K, m))
+    w0 = np.zeros((K, m))
+    lo, hi = np.full((K, m), -np.inf), np.full((K, m), np.inf)
+    x = _cd_quadratic(H, g, w0, np.full((K, m), 1e-3), lo, hi, 50, 1e-12)
+    assert np.all(w0 == 0.0) and np.any(x != 0.0)
+
+
+def test_cd_meets_kkt_on_two_class_problems_with_bounds():
+    """The kind of problem the property test (tests/test_properties.py) once found failing: two
+    classes, few concepts, box bounds; 300 seeded draws, each checked against the KKT conditions."""
+    from scipy.special import expit
+
+    from inficond.students._solvers import kkt_violation, smooth_loss_grad, solve
+
+    for seed in range(300, 600):
+        rng = np.random.default_rng(seed)
+        n, C, K = int(rng.integers(8, 41)), int(rng.integers(1, 7)), 2
+        Z = rng.standard_normal((n, C))
+        P = expit(Z @ rng.standard_normal((C, K)) * rng.uniform(0.1, 3) + rng.normal(0, 0.5, (n, K)))
+        lam = rng.uniform(1e-3, 0.2, K)
+        lower = np.where(rng.random((K, C)) < 0.3, -rng.uniform(0, 0.5, (K, C)), -np.inf)
+        upper = np.where(rng.random((K, C)) < 0.3, rng.uniform(0, 0.5, (K, C)), np.inf)
+        r = solve("cd", Z, P, lam, lower, upper, np.zeros((K, C)), np.zeros(K), tol=1e-9)
+        _, G, gB, _ = smooth_loss_grad(Z, P, r.coef, r.intercept)
+        assert np.abs(gB).max() < 1e-6, seed
+        assert kkt_violation(r.coef, G, lam, lower, upper).max() < 1e-6, seed

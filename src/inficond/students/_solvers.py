@@ -150,7 +150,7 @@ def _cd_quadratic(H, g, w0, lam, lo, hi, n_sweeps, tol):
     # this layout cut the loop's time by about a third against fancy-indexed column reads.
     diag = np.einsum("kii->ik", H).copy()
     diag[diag <= 0] = 1.0
-    x = np.ascontiguousarray(w0.T)  # (m, K)
+    x = np.array(w0.T, order="C")  # (m, K), always a copy: ascontiguousarray would alias w0 when m or K is 1
     g_a = np.ascontiguousarray(g.T) / diag  # gradient at w0 over the diagonal
     t_a = np.ascontiguousarray(lam.T) / diag  # soft-threshold per step
     neg_t = -t_a
