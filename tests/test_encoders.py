@@ -65,10 +65,10 @@ def test_conse_shapes_norms_boxes(conse, photos):
     assert len(out) == len(photos)
     for r in out:
         assert isinstance(r, RegionEmbeddings)
-        assert r.embeddings.shape == (conse.max_regions, conse.dim) == (101, 384)  # whole image + 10 x 10 windows
+        assert r.embeddings.shape == (conse.max_regions, conse.dim) == (145, 384)  # whole image + 12 x 12 windows
         assert r.embeddings.dtype == np.float32 and r.boxes.dtype == np.float32
         np.testing.assert_allclose(np.linalg.norm(r.embeddings, axis=1), 1, atol=1e-5)
-        assert r.boxes.shape == (101, 4) and r.boxes.min() >= 0 and r.boxes.max() <= 1
+        assert r.boxes.shape == (145, 4) and r.boxes.min() >= 0 and r.boxes.max() <= 1
         assert (r.boxes[:, 2] > r.boxes[:, 0]).all() and (r.boxes[:, 3] > r.boxes[:, 1]).all()
         np.testing.assert_array_equal(r.boxes[0], [0, 0, 1, 1])  # region 0 = whole image
 
