@@ -370,3 +370,33 @@ def test_open_clip_loading_errors(tmp_path):
         create_encoder("open_clip", model_name="ViT-B-32", pretrained="no_such_tag")
     with pytest.raises(ValueError, match="dense"):
         create_encoder("open_clip", model_name="ViT-B-32", dense="nope")
+
+
+@pytest.mark.parametrize("kw", [{}, {"window": 5, "text_anchor_weight": 0.5}, {"person_cue": False, "top_k": 10},
+                                {"hypernym_depth": 0, "prompts": ("{}",), "person_weight": 0.3}])
+def test_conse_rebuilds_from_its_identity(kw):
+    """A workspace prepared with non-default settings gets words added with those settings."""
+    from inficond.encoders.conse_effnet import ConseEffnetEncoder
+
+    enc = ConseEffnetEncoder(**kw)
+    again = ConseEffnetEncoder.from_identity(enc.identity())
+    assert again.identity() == enc.identity()
+    if kw:
+        assert ConseEffnetEncoder().identity() != enc.identity()
+    with pytest.raises(ValueError, match="not a conse-effnet identity"):
+        ConseEffnetEncoder.from_identity({**enc.identity(), "name": "open_clip"})
+
+
+def test_session_adds_words_with_the_workspace_encoder_settings(workspace):
+    import json
+    import sqlite3
+
+    from inficond.encoders.conse_effnet import ConseEffnetEncoder
+    from inficond.session import Session
+
+    # the stored identity says text-side ConSE on (as if prepared with it): the session's encoder follows it
+    ident = {**ConseEffnetEncoder(person_cue=True).identity(), "text_anchors": {"weight": 0.5, "temperature": 0.05}}
+    with sqlite3.connect(workspace / "workspace.sqlite") as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'encoder'", (json.dumps(ident, sort_keys=True),))
+    enc = Session(workspace)._text_encoder()
+    assert enc.text_anchor_weight == 0.5 and enc.identity() == json.loads(json.dumps(ident))

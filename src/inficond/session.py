@@ -906,13 +906,16 @@ class Session:
 
     def _text_encoder(self):
         """The workspace's encoder, built once (its text model loads on first use)."""
-        from inficond.encoders.base import create_encoder
+        from inficond.encoders.base import create_encoder, encoder_class
 
         with self._encoder_lock:
             if getattr(self, "_encoder", None) is None:
                 ident = dict(self.ws.get_meta("encoder"))
-                name = ident.pop("name")
-                self._encoder = create_encoder(name, **ident.get("kwargs", {}))
+                cls = encoder_class(ident["name"])
+                if hasattr(cls, "from_identity"):  # the settings it was prepared with, not the defaults
+                    self._encoder = cls.from_identity(ident)
+                else:
+                    self._encoder = create_encoder(ident.pop("name"), **ident.get("kwargs", {}))
             return self._encoder
 
     def export(self, out_dir: str | Path | None = None) -> dict:

@@ -74,12 +74,17 @@ def list_encoders() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_encoder(name: str, **kwargs) -> ConceptEncoder:
-    """Build the encoder registered as ``name`` (see ``list_encoders()``)."""
+def encoder_class(name: str) -> type:
+    """The class registered as ``name``."""
     _load_builtin()
     if name not in _REGISTRY:
         raise UnknownNameError("encoder", name, sorted(_REGISTRY))
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
+
+
+def create_encoder(name: str, **kwargs) -> ConceptEncoder:
+    """Build the encoder registered as ``name`` (see ``list_encoders()``)."""
+    return encoder_class(name)(**kwargs)
 
 
 def _load_builtin() -> None:

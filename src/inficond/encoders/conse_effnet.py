@@ -396,6 +396,26 @@ class ConseEffnetEncoder:
         self._person_emb = (_cached_embeddings(["person"])[0] - self._image_mean).astype(np.float32)
         self._faces = None
 
+    @classmethod
+    def from_identity(cls, ident: dict, **kw) -> "ConseEffnetEncoder":
+        """The encoder a workspace was prepared with, from its stored :meth:`identity` (so words
+        added later are embedded with the same settings); ``kw`` adds run-time options (threads)."""
+        if ident.get("name") != cls.name:
+            raise ValueError(f"not a {cls.name} identity: {ident.get('name')!r}")
+        hyp, person, anchors = ident.get("hypernyms"), ident.get("person_cue"), ident.get("text_anchors")
+        args = dict(image_size=ident["image_size"], window=ident["window"], stride=ident["stride"],
+                    whole_image=ident["whole_image"], top_k=ident["top_k"], temperature=ident["temperature"],
+                    network=ident["network"], description_weight=ident["description_weight"],
+                    prompts=tuple(ident["prompts"]), hypernym_depth=hyp["depth"] if hyp else 0,
+                    person_cue=person is not None)
+        if hyp:
+            args["hypernym_decay"] = hyp["decay"]
+        if person:
+            args["person_weight"] = person["weight"]
+        if anchors:
+            args.update(text_anchor_weight=anchors["weight"], text_anchor_temperature=anchors["temperature"])
+        return cls(**args, **kw)
+
     # -- interface ------------------------------------------------------------------------
     def identity(self) -> dict:
         return {
