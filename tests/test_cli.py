@@ -35,6 +35,19 @@ def test_cli_performance_concepts_tune_provenance(workspace, capsys):
     assert main(["provenance", str(workspace), "--undo"]) == 0
 
 
+def test_cli_performance_when_no_class_can_be_scored(workspace, capsys):
+    """A tiny workspace (e.g. `prepare --limit 8`) can leave every class without enough positives:
+    the table says so instead of failing on a missing mean."""
+    import sqlite3
+
+    with sqlite3.connect(workspace / "workspace.sqlite") as db:
+        db.execute("UPDATE classes SET excluded = 1")
+    assert Session(workspace).performance("val")["teacher_map"] is None
+    assert main(["performance", str(workspace)]) == 0
+    out = capsys.readouterr().out
+    assert "no class has enough positives" in out and "excluded" in out
+
+
 def test_cli_errors_exit_2_with_message(workspace, capsys, tmp_path):
     assert main(["concepts", str(workspace), "unicorn"]) == 2
     assert "unknown class 'unicorn'" in capsys.readouterr().err

@@ -65,9 +65,10 @@ def cmd_performance(a) -> None:
     from inficond.session import Session
 
     perf = Session(a.workspace).performance(a.split)
-    print(f"{a.split}: teacher mAP {perf['teacher_map']:.4f}  student mAP {perf['student_map']:.4f}")
+    fmt = lambda v, d=3: "   -   " if v is None else f"{v:.{d}f}"  # noqa: E731
+    print(f"{a.split}: teacher mAP {fmt(perf['teacher_map'], 4)}  student mAP {fmt(perf['student_map'], 4)}"
+          + ("  (no class has enough positives on this split to score)" if perf["teacher_map"] is None else ""))
     print(f"{'class':<14}{'teacher AP':>11}{'student AP':>11}{'gap':>8}{'fidelity':>9}")
-    fmt = lambda v: "   -   " if v is None else f"{v:.3f}"  # noqa: E731
     for c in sorted(perf["classes"], key=lambda c: -(c["gap"] or -9)):
         flag = f"  (excluded: {c['reason']})" if c["excluded"] else ""
         print(f"{c['name']:<14}{fmt(c['teacher']['ap']):>11}{fmt(c['student']['ap']):>11}"
