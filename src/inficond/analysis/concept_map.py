@@ -17,7 +17,6 @@ rescaled map no longer has. Deterministic (no randomness involved).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
 
 __all__ = ["concept_map", "extend_concept_map", "scale_to_unit"]
 
@@ -127,6 +126,9 @@ def extend_concept_map(existing_embedding, old_text, new_text, k: int = 10) -> n
         return E.copy()
     if old.shape[0] == 0:
         raise ValueError("cannot extend an empty concept map; use concept_map()")
+    # Imported here: scikit-learn takes ~1 s to import and only added concepts need it.
+    from sklearn.neighbors import NearestNeighbors
+
     nn = NearestNeighbors(n_neighbors=min(k, old.shape[0]), metric="cosine",
                           algorithm="brute").fit(old)
     neighbors = nn.kneighbors(new, return_distance=False)
