@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from importlib import import_module
+
 from inficond.exceptions import UnknownNameError
 from inficond.teachers.base import Teacher, check_logits
-from inficond.teachers.effnet import EffNetTeacher
-from inficond.teachers.logits_file import LogitsFileTeacher
-from inficond.teachers.onnx_teacher import OnnxTeacher
-from inficond.teachers.torch_teacher import TorchTeacher
 
 __all__ = [
     "Teacher", "check_logits", "create_teacher", "TEACHER_KINDS", "DEFAULT_TEACHER",
@@ -18,6 +16,17 @@ __all__ = [
 
 DEFAULT_TEACHER = "effnet-lite2"
 TEACHER_KINDS = ("effnet-lite0", "effnet-lite1", "effnet-lite2", "file:PATH", "onnx:PATH", "torch:PATH.pt")
+
+# The teacher classes load on first use: the students import ``check_logits`` from here, and the
+# effnet module's scikit-learn import was most of the server's 2 s start (PEP 562 lazy attributes).
+_LAZY = {"EffNetTeacher": "effnet", "LogitsFileTeacher": "logits_file", "OnnxTeacher": "onnx_teacher",
+         "TorchTeacher": "torch_teacher"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def create_teacher(spec: str, class_names: list[str], workspace: str | Path | None = None, **kw) -> Teacher:
@@ -41,6 +50,11 @@ def create_teacher(spec: str, class_names: list[str], workspace: str | Path | No
     UnknownNameError
         Unknown kind; the message lists the known ones.
     """
+    from inficond.teachers.effnet import EffNetTeacher
+    from inficond.teachers.logits_file import LogitsFileTeacher
+    from inficond.teachers.onnx_teacher import OnnxTeacher
+    from inficond.teachers.torch_teacher import TorchTeacher
+
     spec = (spec or DEFAULT_TEACHER).strip()
     kind, sep, arg = spec.partition(":")
     kind = kind.lower()

@@ -17,8 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LogisticRegression
 
 from inficond.exceptions import DataError, UnknownNameError
 from inficond.teachers.base import check_logits
@@ -255,6 +253,10 @@ class EffNetTeacher:
         self.coef_ = np.zeros((K, F))
         self.intercept_ = np.zeros(K)
         self.constant_classes_ = []
+        # scikit-learn is imported where it is used: the server reads this module's defaults and
+        # must not pay ~1 s of import for them.
+        from sklearn.linear_model import LogisticRegression
+
         for k in range(K):
             y = Y[:, k] > 0
             pos = int(y.sum())
@@ -275,6 +277,8 @@ class EffNetTeacher:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "coef_"):
+            from sklearn.exceptions import NotFittedError
+
             raise NotFittedError("EffNetTeacher head is not fitted; call fit() or EffNetTeacher.load(dir)")
 
     def logits_from_features(self, features: np.ndarray) -> np.ndarray:
