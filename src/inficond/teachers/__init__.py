@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from importlib import import_module
+from pathlib import Path
 
 from inficond.exceptions import UnknownNameError
 from inficond.teachers.base import Teacher, check_logits
