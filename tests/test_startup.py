@@ -67,7 +67,7 @@ def test_server_answers_first_requests_without_heavy_imports(workspace):
 def test_cli_help_imports_no_engine():
     loaded = _modules_after(HELP)
     assert "inficond.cli" in loaded
-    heavy = ("torch", "sklearn", "onnxruntime", "scipy", "fastapi", "numpy")
+    heavy = ("torch", "sklearn", "onnxruntime", "scipy", "fastapi", "numpy", "inficond.launch")
     assert [m for m in heavy if m in loaded] == []
 
 

@@ -4,6 +4,18 @@
 ``inficond.session.Session`` and workspaces are built by ``inficond.prepare.prepare``.
 """
 
-from inficond.launch import App, launch_app
+from importlib import import_module
 
 __all__ = ["App", "launch_app"]
+
+
+def __getattr__(name: str):
+    # Loaded on first use (PEP 562): every `inficond` command imports this package, and only
+    # launch_app needs the launcher's modules (sockets, threads, a browser).
+    if name in __all__:
+        return getattr(import_module("inficond.launch"), name)
+    raise AttributeError(f"module 'inficond' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
