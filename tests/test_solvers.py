@@ -221,3 +221,73 @@ def test_cd_meets_kkt_on_two_class_problems_with_bounds():
         _, G, gB, _ = smooth_loss_grad(Z, P, r.coef, r.intercept)
         assert np.abs(gB).max() < 1e-6, seed
         assert kkt_violation(r.coef, G, lam, lower, upper).max() < 1e-6, seed
+
+
+def _random_subproblems(seed, K=5, m=15, n=40):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((K, n, m))
+    H = np.einsum("kni,knj->kij", A, A) / n + 1e-3 * np.eye(m)
+    g = rng.standard_normal((K, m)) * 0.5
+    w0 = np.where(rng.random((K, m)) < 0.5, 0.0, rng.standard_normal((K, m)))
+    lam = np.full((K, m), 0.2)
+    lam[:, -1] = 0.0
+    lo = np.where(rng.random((K, m)) < 0.2, -rng.uniform(0, 0.5, (K, m)), -np.inf)
+    hi = np.where(rng.random((K, m)) < 0.2, rng.uniform(0, 0.5, (K, m)), np.inf)
+    lo[:, -1], hi[:, -1] = -np.inf, np.inf
+    return H, g, np.clip(w0, lo, hi), lam, lo, hi
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_active_set_subproblem_solver_is_exact_and_matches_coordinate_descent(seed):
+    """The feature-sign step (with CD as its fallback) solves the bounded L1 quadratic: its answer
+    meets the model's optimality conditions and equals long coordinate descent's."""
+    H, g, w0, lam, lo, hi = _random_subproblems(seed)
+    x = S._solve_quadratic(H, g, w0, lam, lo, hi, n_sweeps=30, tol=1e-12)
+    assert np.all(x >= lo) and np.all(x <= hi)
+    q = g + np.einsum("kij,kj->ki", H, x - w0)
+    assert S.kkt_violation(x, q, lam, lo, hi).max() < 1e-10
+    ref = S._cd_quadratic(H, g, w0, lam, lo, hi, n_sweeps=5000, tol=1e-15)
+    np.testing.assert_allclose(x, ref, atol=1e-8)
+    # the active-set part alone finishes these (warm) problems in its rounds, most of the time
+    _, solved = S._feature_sign(H, g, w0, lam, lo, hi, 1e-12, 40)
+    assert solved.sum() >= 3
+
+
+def test_duplicate_columns_are_found_exactly():
+    rng = np.random.default_rng(0)
+    Z = rng.standard_normal((50, 9))
+    Z[:, 7] = Z[:, 2]
+    Z[:, 5] = Z[:, 2]
+    Z[:, 8] = Z[:, 1] + 1e-12  # nearly, not exactly, equal: kept apart
+    assert [g.tolist() for g in S._duplicate_columns(Z)] == [[2, 5, 7]]
+    assert S._duplicate_columns(np.asfortranarray(Z[:, :5])) == []
+
+
+def test_identical_columns_get_one_weight_whatever_the_start():
+    """Aliases ('plane' for 'airplane') have identical columns: any split of the weight is optimal,
+    so the count of non-zeros once depended on the solver's path. The weight goes to the first."""
+    Z, P = problem(n=300, C=20, K=3, seed=4)
+    K, lam = 3, np.full(3, 0.003)
+    lo, hi = no_bounds(K, 20)
+    plain = S.solve_cd(Z, P, lam, lo, hi, np.zeros((K, 20)), np.zeros(K), tol=1e-10)
+    c = int(np.argmax(np.count_nonzero(plain.coef, axis=0)))  # a concept the classes use
+    assert np.all(plain.coef[:, c] != 0)
+    Z = np.column_stack([Z, Z[:, c], Z[:, c]])  # columns 20 and 21 repeat it
+    C = Z.shape[1]
+    lo, hi = no_bounds(K, C)
+    cold = S.solve_cd(Z, P, lam, lo, hi, np.zeros((K, C)), np.zeros(K), tol=1e-10)
+    W0 = np.zeros((K, C))
+    W0[:, 21] = 0.5  # a start with the weight on the last copy
+    warm = S.solve_cd(Z, P, lam, lo, hi, W0, np.zeros(K), tol=1e-10)
+    for r in (cold, warm):
+        assert np.all(r.coef[:, 20:] == 0) and np.all(r.coef[:, c] != 0)
+        np.testing.assert_allclose(r.coef[:, :20], plain.coef, atol=1e-7)  # the same student
+        assert_kkt(Z, P, r, lam[:, None], lo, hi, atol=1e-8)  # optimal for the original, unpinned problem
+    np.testing.assert_array_equal(cold.coef != 0, warm.coef != 0)
+    np.testing.assert_allclose(cold.coef, warm.coef, atol=1e-7)
+    # a bound on one copy keeps the copies apart in that class (a vote decides there)
+    hi2 = hi.copy()
+    hi2[0, 20] = 0.0
+    r = S.solve_cd(Z, P, lam, lo, hi2, np.zeros((K, C)), np.zeros(K), tol=1e-10)
+    assert_kkt(Z, P, r, lam[:, None], lo, hi2, atol=1e-8)
+    assert np.all(r.coef[1:, 20:] == 0)

@@ -163,3 +163,16 @@ def test_sparsity_search_returns_the_fit_that_fit_would_do(data, per_class):
     np.testing.assert_allclose(st.mean_, ref.mean_)
     assert np.all(st.n_nonzero_ <= 8) and st.converged_.all()
     assert st.kkt_violation(X, T).max() <= 1e-8
+
+
+def test_sparsity_search_counts_aliases_once(data):
+    """A concept repeated under a second name (an alias: the same vector) is one concept: the
+    search's count and the fit's non-zeros do not depend on which copy the path put weight on."""
+    X, T = data
+    Xd = np.column_stack([X, X[:, :5]])  # concepts 50..54 repeat 0..4
+    lam, st = lambda_for_sparsity(Xd, T, max_concepts=8, return_student=True)
+    assert np.all(st.coef_[:, 50:] == 0) and np.all(st.n_nonzero_ <= 8)
+    lam_plain = lambda_for_sparsity(X, T, max_concepts=8)
+    np.testing.assert_allclose(lam, lam_plain, rtol=1e-12)  # the same search as without the copies
+    ref = ConceptStudent(lam=lam).fit(Xd, T)
+    np.testing.assert_array_equal(st.coef_, ref.coef_)
