@@ -88,6 +88,54 @@ def test_conse_deterministic_and_batch_independent(conse, photos):
 
 
 @needs_voc
+def test_conse_steps_compose_to_encode_regions_bit_for_bit(conse, photos):
+    """prepare runs network_outputs and person_scores as separate tasks and embeds whole batches:
+    any split gives encode_regions' bytes."""
+    whole = conse.encode_regions(photos)
+    parts = conse.embed(conse.network_outputs(photos), conse.person_scores(photos))
+    halves = [e for half in (photos[:2], photos[2:])
+              for e in conse.embed(conse.network_outputs(half), conse.person_scores(half))]
+    assert len(whole) == len(parts) == len(halves) == len(photos)
+    for a, b, c in zip(whole, parts, halves):
+        np.testing.assert_array_equal(a.embeddings, b.embeddings)
+        np.testing.assert_array_equal(a.embeddings, c.embeddings)
+        np.testing.assert_array_equal(a.boxes, b.boxes)
+    assert conse.person_scores(photos).shape == (len(photos), conse.max_regions)
+    probs, idx = conse.network_outputs([])
+    assert probs.shape == (0, conse.max_regions, conse.top_k) and conse.embed((probs, idx), conse.person_scores([])) == []
+
+
+@needs_voc
+def test_conse_network_thread_count_does_not_change_outputs(photos):
+    from inficond.encoders.conse_effnet import ConseEffnetEncoder
+
+    one, two = ConseEffnetEncoder(num_threads=1), ConseEffnetEncoder(num_threads=2)
+    one.load_models()
+    for a, b in zip(one.network_outputs(photos[:2]), two.network_outputs(photos[:2])):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_voc
+def test_channels_last_pools_leave_face_detections_bit_identical():
+    """FaceDetector runs MTCNN's max pools channels-last (faster); on VOC photos with people the
+    boxes and probabilities equal those of facenet-pytorch's own layers."""
+    from inficond.encoders.person import FaceDetector
+
+    _, people = voc_images(lambda r: r["person"] == "1", 24)
+    fast, plain = FaceDetector(), FaceDetector()
+    for net in (plain._mtcnn.pnet, plain._mtcnn.rnet, plain._mtcnn.onet):
+        for name, child in list(net.named_children()):
+            if hasattr(child, "pool"):
+                setattr(net, name, child.pool)  # facenet-pytorch's MaxPool2d back
+    assert any(hasattr(c, "pool") for c in fast._mtcnn.pnet.children())
+    a, b = fast.detect(people), plain.detect(people)
+    assert sum(len(p) for _, p in a) >= 10, "the photos should show faces"
+    for (ba, pa), (bb, pb) in zip(a, b):
+        np.testing.assert_array_equal(ba, bb)
+        np.testing.assert_array_equal(pa, pb)
+
+
+@needs_voc
 def test_conse_torch_backend_matches_onnx(conse, photos):
     from inficond.encoders.conse_effnet import ConseEffnetEncoder
 

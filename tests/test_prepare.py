@@ -189,3 +189,102 @@ def test_prepare_finishes_images_added_before_add_concepts(dev_data, tmp_path):
     assert text.shape[0] == 4
     vec, _ = map_concepts(ws.array("regions"), ws.array("region_counts"), text)
     np.testing.assert_allclose(np.asarray(ws.array("concept_vectors"), np.float32), vec, atol=2e-3)
+
+
+def _plain_loop(stages, batches, paths, ids, write, workers=1, depth=1):
+    """Every stage of one image after the other, image by image (the pipeline's reference)."""
+    from inficond.prepare import decode_batch
+
+    done = 0
+    for batch in batches:
+        for i in batch:
+            imgs, ok, bad = decode_batch(paths, [i])
+            done += write(ok, bad, stages.run(imgs, [ids[j] for j in ok]) if ok else None)
+    return done
+
+
+def test_pipeline_writes_the_bytes_of_a_plain_per_image_loop(dev_data, tmp_path, monkeypatch):
+    """The threaded pipeline (2 workers, 2 batches in flight, models on one thread each) against a
+    plain loop with the models on all threads: every array, segment and patch row is identical."""
+    import inficond.prepare as P
+
+    prepare(dev_data, tmp_path / "piped", limit=3, batch_size=4, progress=False)
+    monkeypatch.setattr(P, "_run_batches_locally", _plain_loop)
+    monkeypatch.setattr(P, "pipeline_threads", lambda cpus=None: (1, 2))
+    prepare(dev_data, tmp_path / "plain", limit=3, batch_size=4, progress=False)
+    a, b = Workspace(tmp_path / "piped"), Workspace(tmp_path / "plain")
+    names = sorted(p.stem for p in (a.path / "arrays").glob("*.npy"))
+    assert "regions" in names and "teacher_features" in names
+    for name in names:
+        np.testing.assert_array_equal(np.asarray(a.array(name)), np.asarray(b.array(name)), err_msg=name)
+    for table in ("segments", "patches"):
+        q = f"SELECT * FROM {table} ORDER BY 1, 2"
+        assert a.db.execute(q).fetchall() == b.db.execute(q).fetchall(), table
+
+
+def test_after_runs_when_every_dependency_is_done_and_passes_failures_on():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inficond.prepare import _after
+
+    with ThreadPoolExecutor(max_workers=1) as pool:  # one worker: a waiting task would deadlock
+        a, b = pool.submit(lambda: 2), pool.submit(lambda: 3)
+        assert _after(pool, [a, b], lambda x, y: x * y).result(timeout=30) == 6
+        bad = pool.submit(lambda: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            _after(pool, [a, bad], lambda x, y: x + y).result(timeout=30)
+        chained = _after(pool, [_after(pool, [a], lambda x: x + 1)], lambda x: x * 10)
+        assert chained.result(timeout=30) == 30
+
+
+def test_a_failing_stage_stops_prepare_with_its_error_and_leaves_later_batches_pending(dev_data, tmp_path, monkeypatch):
+    import inficond.prepare as P
+
+    calls = []
+    real = P.BatchStages.teacher
+
+    def teacher_failing_on_the_third_batch(self, imgs, image_ids):
+        calls.append(image_ids)  # teacher tasks start in batch order (submitted in order, FIFO pool)
+        if len(calls) == 3:
+            raise RuntimeError("teacher stage broke")
+        return real(self, imgs, image_ids)
+
+    monkeypatch.setattr(P.BatchStages, "teacher", teacher_failing_on_the_third_batch)
+    with pytest.raises(RuntimeError, match="teacher stage broke"):
+        prepare(dev_data, tmp_path / "ws", limit=2, batch_size=1, progress=False)
+    ws = Workspace(tmp_path / "ws")
+    # batches are written in order, so only the two before the failing one are done
+    assert sorted(ws.image_ids[i] for i in np.flatnonzero(ws.status == "done")) == sorted(c[0] for c in calls[:2])
+
+
+def test_concept_text_is_cached_by_encoder_identity_and_words(tmp_path, monkeypatch):
+    from inficond.encoders.base import create_encoder
+    from inficond.prepare import concept_text
+
+    monkeypatch.setenv("INFICOND_CACHE", str(tmp_path / "cache"))
+    enc = create_encoder("conse-effnet")
+    words = ["dog", "a photo of grass", "striped fur"]
+    first = concept_text(enc, words)
+    np.testing.assert_array_equal(first, enc.encode_text(words).astype(np.float32))
+    files = list((tmp_path / "cache" / "concept_text").glob("*.npy"))
+    assert len(files) == 1
+
+    calls = []
+    monkeypatch.setattr(enc, "encode_text", lambda w: calls.append(w) or np.zeros((len(w), 384), np.float32))
+    np.testing.assert_array_equal(concept_text(enc, words), first)  # from the cache
+    assert calls == []
+    concept_text(enc, words[:2])  # other words: another entry
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / "concept_text").glob("*.npy"))) == 2
+    files[0].write_bytes(b"not an array")  # a damaged entry is recomputed, not trusted
+    assert (concept_text(enc, words) == 0).all() and len(calls) == 2
+    other = create_encoder("conse-effnet", top_k=10)  # another identity: another entry
+    monkeypatch.setattr(other, "encode_text", lambda w: np.ones((len(w), 384), np.float32))
+    assert (concept_text(other, words) == 1).all()
+
+
+def test_pipeline_threads_splits_the_cores_between_two_workers():
+    from inficond.prepare import pipeline_threads
+
+    assert pipeline_threads(1) == (1, 1)
+    assert pipeline_threads(2) == (2, 1)
+    assert pipeline_threads(16) == (2, 8)

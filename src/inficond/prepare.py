@@ -11,7 +11,9 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +70,70 @@ def resolve_data_path(data: str | os.PathLike | None) -> Path:
 def corpus_digest(words: list[str], prompts: list[str | None]) -> str:
     h = hashlib.sha256(json.dumps([words, prompts]).encode()).hexdigest()
     return h[:16]
+
+
+def concept_text(enc, texts: list[str]) -> np.ndarray:
+    """(len(texts), D) float32 ``enc.encode_text(texts)``, kept on disk by the encoder's identity and the texts.
+
+    The default corpus is the same for every workspace, and embedding its words (MiniLM, 5 prompts
+    x 642 words, plus importing sentence-transformers) was most of a small ``prepare``: about 30 s
+    of 31. The cache holds exactly what ``encode_text`` returned, so a hit gives the same bytes.
+    It lives beside the encoders' ONNX exports (``$INFICOND_CACHE`` or ``~/.cache/inficond``).
+    """
+    from inficond.encoders.conse_effnet import cache_dir
+
+    key = hashlib.sha256(json.dumps([enc.identity(), list(texts)], sort_keys=True).encode()).hexdigest()[:24]
+    path = cache_dir() / "concept_text" / f"{key}.npy"
+    try:
+        emb = np.load(path, allow_pickle=False)
+        if emb.shape == (len(texts), enc.dim) and emb.dtype == np.float32 and np.isfinite(emb).all():
+            return emb
+    except (OSError, ValueError, EOFError):
+        pass
+    emb = np.asarray(enc.encode_text(list(texts)), dtype=np.float32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, emb, allow_pickle=False)
+        os.replace(tmp, path)  # concurrent runs: the rename is atomic
+    except OSError:  # a read-only cache folder: just embed again next time
+        pass
+    return emb
+
+
+def pipeline_threads(cpus: int | None = None) -> tuple[int, int]:
+    """(worker threads, threads per model) for the local pipeline on ``cpus`` cores (default: this machine's).
+
+    Two workers, each model on half the cores: on 2 cores every model runs on one thread and
+    two of them run side by side (measured on the shared 2-core machine: one ONNX Runtime thread
+    per model gave 41 ms/image for the encoder's network where two threads gave 80).
+    """
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return (2, max(1, cpus // 2)) if cpus >= 2 else (1, 1)
+
+
+class _torch_threads:
+    """Sets torch's thread count for a block (only when torch is already imported) and restores it."""
+
+    def __init__(self, n: int):
+        self.n, self.before = n, None
+
+    def __enter__(self):
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+
+        if self.before is not None:
+            sys.modules["torch"].set_num_threads(self.before)
 
 
 class OutdatedWorkspaceWarning(UserWarning):
@@ -239,7 +305,7 @@ def prepare(
     if not ws.concept_words:
         ws.add_concepts(words, prompts, source="default" if corpus is None else Path(corpus).name)
     if not ws.has_array("concept_text"):
-        ws.save_array("concept_text", enc.encode_text([p or w for w, p in zip(words, prompts)]).astype(np.float32))
+        ws.save_array("concept_text", concept_text(enc, [p or w for w, p in zip(words, prompts)]))
     text = np.asarray(ws.array("concept_text"), dtype=np.float32)
 
     teach = create_teacher(teacher, ws.class_names, workspace=ws.path)
@@ -277,7 +343,12 @@ def prepare(
     write = lambda ok, bad, out: _write_and_count(ws, arrays, ok, bad, out, bar)  # noqa: E731
     t_encode = time.perf_counter()
     if ray is None:
-        done_now = _run_batches_locally(BatchStages(enc, teach, text), batches, paths, ids, write)
+        stages = BatchStages(enc, teach, text)
+        workers, threads = pipeline_threads()
+        with _torch_threads(threads):
+            if batches:
+                stages.load(threads)
+            done_now = _run_batches_locally(stages, batches, paths, ids, write, workers=workers)
     else:
         from inficond.prepare_ray import run_batches_on_ray
 
@@ -344,20 +415,34 @@ def decode_batch(paths: list, batch) -> tuple[list, list[int], list[tuple[int, s
 class BatchStages:
     """The per-batch work of ``prepare``: images -> regions, concept vectors, teacher output, segments.
 
-    One set of stages for both drivers (the local loop below and ``inficond.prepare_ray``), so
-    both write the same bytes.
+    One set of stages for both drivers (the local pipeline below and ``inficond.prepare_ray``), so
+    both write the same bytes: :meth:`run` does them one after the other, :meth:`submit` as
+    parallel tasks.
     """
 
     def __init__(self, enc, teach, text: np.ndarray):
         self.enc, self.teach, self.text = enc, teach, np.asarray(text, dtype=np.float32)
         self.uses_features = hasattr(teach, "features") and hasattr(teach, "logits_from_features")
+        # Encoders that expose their two halves (conse-effnet: network and face detector) get
+        # them run as separate tasks; any other encoder is one task (encode_regions).
+        self.split_encoder = all(hasattr(enc, m) for m in ("network_outputs", "person_scores", "embed"))
 
-    def run(self, imgs: list, image_ids: list[str], seg_pool: ThreadPoolExecutor | None = None) -> BatchOutput:
-        from inficond.concepts import map_concepts, segment_regions
+    # -- the stages ---------------------------------------------------------------------------
+    def teacher(self, imgs: list, image_ids: list[str]) -> np.ndarray | None:
+        if not self.teach.needs_images:
+            return None
+        return (self.teach.features(imgs).astype(np.float16) if self.uses_features
+                else np.asarray(self.teach.logits(list(image_ids), imgs), dtype=np.float32))
 
-        embs = self.enc.encode_regions(imgs)
-        seg = lambda: [segment_regions(e, self.text) for e in embs]  # noqa: E731
-        segs = seg_pool.submit(seg) if seg_pool is not None else None
+    def segments(self, embs: list) -> list:
+        from inficond.concepts import segment_regions
+
+        return [segment_regions(e, self.text) for e in embs]
+
+    def assemble(self, embs: list) -> tuple[np.ndarray, ...]:
+        """Workspace rows (regions, boxes, counts, vectors, argmax) of one batch's region embeddings."""
+        from inficond.concepts import map_concepts
+
         n, r_max, dim = len(embs), self.enc.max_regions, self.enc.dim
         regions = np.zeros((n, r_max, dim), np.float16)
         boxes = np.zeros((n, r_max, 4), np.float32)
@@ -368,12 +453,77 @@ class BatchStages:
             boxes[j, :r] = e.boxes
             counts[j] = r
         v, a = map_concepts(regions, counts, self.text)
-        out = None
-        if self.teach.needs_images:
-            out = (self.teach.features(imgs).astype(np.float16) if self.uses_features
-                   else np.asarray(self.teach.logits(list(image_ids), imgs), dtype=np.float32))
-        return BatchOutput(regions, boxes, counts, v.astype(np.float16), a, out,
-                           segs.result() if segs is not None else seg())
+        return regions, boxes, counts, v.astype(np.float16), a
+
+    def load(self, threads: int | None = None) -> None:
+        """Load the models now (not racing inside the first tasks), each on ``threads`` CPU threads.
+
+        The thread count does not change the outputs (ONNX Runtime, checked in tests/test_prepare.py).
+        """
+        for model, attr in ((self.enc, "num_threads"), (self.teach, "n_threads")):
+            if threads is not None and hasattr(model, attr):
+                setattr(model, attr, int(threads))
+            if hasattr(model, "load_models"):
+                model.load_models()
+
+    # -- the two ways to run them ----------------------------------------------------------------
+    def run(self, imgs: list, image_ids: list[str]) -> BatchOutput:
+        """Every stage in this thread, one after the other (Ray workers: one CPU each)."""
+        embs = self.enc.encode_regions(imgs)
+        return BatchOutput(*self.assemble(embs), self.teacher(imgs, image_ids), self.segments(embs))
+
+    def submit(self, imgs: list, image_ids: list[str], pool: ThreadPoolExecutor) -> Future:
+        """The stages as tasks on ``pool``; a future of the batch's ``BatchOutput``.
+
+        Network, face detector and teacher start at once; region embeddings, concept vectors and
+        segments follow when the first two are done. Each task computes exactly what :meth:`run`
+        computes (row by row), so the bytes are the same whatever the scheduling.
+        """
+        teacher = pool.submit(self.teacher, imgs, image_ids)
+        if self.split_encoder:
+            parts = [pool.submit(self.enc.network_outputs, imgs), pool.submit(self.enc.person_scores, imgs)]
+            embs = _after(pool, parts, self.enc.embed)
+        else:
+            embs = pool.submit(self.enc.encode_regions, imgs)
+        rows = _after(pool, [embs], self.assemble)
+        segs = _after(pool, [embs], self.segments)
+        return _after(pool, [rows, teacher, segs], lambda r, t, g: BatchOutput(*r, t, g))
+
+
+def _after(pool: ThreadPoolExecutor, deps: list[Future], fn) -> Future:
+    """A future of ``fn(*results of deps)``, run on ``pool`` once every dependency is done.
+
+    Tasks are chained by callbacks, not by a pool thread waiting on another task, so a small pool
+    cannot deadlock. A failed dependency fails the result with the same exception.
+    """
+    out: Future = Future()
+    left = [len(deps)]
+    lock = threading.Lock()
+
+    def run():
+        try:
+            out.set_result(fn(*[d.result() for d in deps]))
+        except BaseException as e:  # noqa: BLE001  (handed to whoever waits on ``out``)
+            out.set_exception(e)
+
+    def one_done(d: Future):
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if not last:
+            return
+        failed = next((d.exception() for d in deps if d.exception() is not None), None)
+        if failed is not None:
+            out.set_exception(failed)
+            return
+        try:
+            pool.submit(run)
+        except RuntimeError as e:  # the pool was shut down after a failure elsewhere
+            out.set_exception(e)
+
+    for d in deps:
+        d.add_done_callback(one_done)
+    return out
 
 
 @dataclass
@@ -408,20 +558,38 @@ class StageSpec:
         return BatchStages(enc, teach, self.text)
 
 
-def _run_batches_locally(stages: BatchStages, batches: list, paths: list, ids: list[str], write) -> int:
-    """Run ``batches`` in this process, calling ``write(ok, bad, out)`` after each; returns images seen."""
+def _run_batches_locally(stages: BatchStages, batches: list, paths: list, ids: list[str], write,
+                         workers: int = 2, depth: int = 2) -> int:
+    """Run ``batches`` in this process, calling ``write(ok, bad, out)`` after each; returns images seen.
+
+    A pipeline on threads: one thread decodes ahead, and ``workers`` threads run the stages of up
+    to ``depth`` batches at once (network, face detector and teacher side by side, then regions,
+    concept vectors and segments), so both cores stay busy although each model runs on one thread
+    (on a shared 2-core machine two intra-op threads per model were slower than one: they wait for
+    each other). The models release the GIL. Batches are written in order, each only when all of
+    its stages are done, so resumption stays exact.
+    """
     done = 0
-    # Decoding the next batch in a thread overlaps JPEG work with the models' forward passes.
-    # Segments are clustered in a second thread while the teacher runs on the same batch
-    # (measured: segmentation ~12 ms/image, teacher ~22 ms/image); both finish before the batch
-    # is marked done, so resumption stays exact.
-    with ThreadPoolExecutor(max_workers=1) as pool, ThreadPoolExecutor(max_workers=1) as seg_pool:
-        future = pool.submit(decode_batch, paths, batches[0]) if batches else None
-        for b in range(len(batches)):
-            imgs, ok, bad = future.result()
-            future = pool.submit(decode_batch, paths, batches[b + 1]) if b + 1 < len(batches) else None
-            out = stages.run(imgs, [ids[i] for i in ok], seg_pool) if ok else None
-            done += write(ok, bad, out)
+    if not batches:
+        return done
+    with ThreadPoolExecutor(max_workers=1) as decoder, ThreadPoolExecutor(max_workers=workers) as pool:
+        decoding = deque(decoder.submit(decode_batch, paths, b) for b in batches[:depth])
+        running: deque = deque()
+        try:
+            for b in range(len(batches)):
+                imgs, ok, bad = decoding.popleft().result()
+                if b + depth < len(batches):
+                    decoding.append(decoder.submit(decode_batch, paths, batches[b + depth]))
+                running.append((ok, bad, stages.submit(imgs, [ids[i] for i in ok], pool) if ok else None))
+                if len(running) >= depth:
+                    ok_, bad_, fut = running.popleft()
+                    done += write(ok_, bad_, fut.result() if fut is not None else None)
+            while running:
+                ok_, bad_, fut = running.popleft()
+                done += write(ok_, bad_, fut.result() if fut is not None else None)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return done
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from inficond.store.workspace import atomic_write_bytes
+from inficond.store.workspace import fsync_dir
 
 PATCH_DIR = "patches"
 
@@ -100,7 +102,7 @@ def build_patches(ws, concept_idx=None, per_concept: int = 8, size: int = 112, q
             buf = io.BytesIO()
             crop_box(img, box, size).save(buf, "JPEG", quality=quality)
             rel = patch_file(c, rank)
-            atomic_write_bytes(Path(ws.path) / rel, buf.getvalue())
+            _write_unsynced(Path(ws.path) / rel, buf.getvalue())
             rows.append((c, rank, i, r, float(vectors[i, c]), json.dumps([round(v, 5) for v in box]), rel))
 
     # Ranks are renumbered after skipped images so each concept's ranks are 0..k-1.
@@ -114,6 +116,7 @@ def build_patches(ws, concept_idx=None, per_concept: int = 8, size: int = 112, q
             (Path(ws.path) / rel).replace(Path(ws.path) / new_rel)
             rel = new_rel
         final.append((c, k, i, r, sim, box, rel))
+    _sync(Path(ws.path) / PATCH_DIR)  # the files are durable before the table points at them
     with ws.transaction() as db:
         db.executemany("DELETE FROM patches WHERE concept_idx = ?", [(c,) for c in concepts])
         db.executemany(
@@ -121,11 +124,38 @@ def build_patches(ws, concept_idx=None, per_concept: int = 8, size: int = 112, q
             final,
         )
     # Files of ranks that no longer exist (fewer positives than last time) are removed.
-    for c in concepts:
-        for f in (Path(ws.path) / PATCH_DIR).glob(f"c{c:05d}_r*.jpg"):
-            if int(f.stem.split("_r")[1]) >= next_rank.get(c, 0):
-                f.unlink(missing_ok=True)
+    # One listing, not a glob per concept (that was quadratic: 2.5 s for 642 concepts).
+    wanted = set(concepts)
+    folder = Path(ws.path) / PATCH_DIR
+    for name in os.listdir(folder) if folder.is_dir() else []:
+        m = _PATCH_NAME.fullmatch(name)
+        if m and int(m[1]) in wanted and int(m[2]) >= next_rank.get(int(m[1]), 0):
+            (folder / name).unlink(missing_ok=True)
     return len(final)
+
+
+_PATCH_NAME = re.compile(r"c(\d+)_r(\d+)\.jpg")
+
+
+def _write_unsynced(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename (old or new, never half), without fsync: ``_sync``
+    makes all of a build's files durable at once (an fsync of each file and of the folder per
+    patch took 11 of a small prepare's ~30 s)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _sync(folder: Path) -> None:
+    """Flush written files to disk: one ``sync`` where the OS has it, else each file and the folder."""
+    if hasattr(os, "sync"):
+        os.sync()
+        return
+    for f in folder.iterdir():
+        with open(f, "rb+") as fh:
+            os.fsync(fh.fileno())
+    fsync_dir(folder)
 
 
 def read_patches(ws, concept_idx: int) -> list[dict]:

@@ -284,7 +284,9 @@ class ConseEffnetEncoder:
         Images per forward pass. Measured on 2 cores with onnxruntime at 448 px: 41.6 images/s
         one at a time, 35.2 in fours, 33.6 in sixteens (bigger batches only add memory traffic).
     num_threads : int or None
-        CPU threads for the network; None = ``torch.get_num_threads()``.
+        CPU threads for the network; None = ``torch.get_num_threads()``. May be changed until the
+        first forward pass (``prepare`` runs the network beside the teacher and the face detector,
+        one thread each on 2 cores; the thread count does not change the outputs).
     backend : {'onnx', 'torch'}, default 'onnx'
         onnxruntime (about 10x faster on CPU) or PyTorch eager. Both give the same embeddings
         (to ~1e-5), so the backend is not part of ``identity()``.
@@ -450,19 +452,42 @@ class ConseEffnetEncoder:
         return t
 
     def encode_regions(self, images: list[Image.Image]) -> list[RegionEmbeddings]:
-        """One ``RegionEmbeddings`` per image (``max_regions`` rows each; region 0 = whole image)."""
+        """One ``RegionEmbeddings`` per image (``max_regions`` rows each; region 0 = whole image).
+
+        Equals ``embed(network_outputs(images), person_scores(images))``: ``prepare`` runs those
+        two steps as separate tasks, so the network and the face detector share the cores.
+        """
         out: list[RegionEmbeddings] = []
         for s in range(0, len(images), self.batch_size):
             batch = images[s : s + self.batch_size]
-            probs, idx = self.forward(self.pixels(batch))
-            person = None
-            if self.person_cue:
-                person = np.stack([region_person_scores(self.boxes, f) for f in self._face_detector().detect(batch)])
-            emb = self.conse(probs, idx, person)
-            out.extend(RegionEmbeddings(boxes=self.boxes.copy(), embeddings=e) for e in emb)
+            out.extend(self.embed(self.network_outputs(batch), self.person_scores(batch)))
         return out
 
-    # -- steps (public for benchmarks and tests) --------------------------------------------
+    # -- steps (public for benchmarks, tests and prepare's pipeline) -------------------------
+    def network_outputs(self, images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """The network's top-k probabilities and class ids, two (B, R, top_k) arrays, ``batch_size``
+        images per forward pass (every image's rows are the same whatever the batch: checked in
+        tests/test_encoders.py)."""
+        parts = [self.forward(self.pixels(images[s : s + self.batch_size]))
+                 for s in range(0, len(images), self.batch_size)]
+        if not parts:
+            return np.zeros((0, self.max_regions, self.top_k), np.float32), np.zeros((0, self.max_regions, self.top_k), np.int64)
+        return np.concatenate([p for p, _ in parts]), np.concatenate([i for _, i in parts])
+
+    def person_scores(self, images: list[Image.Image]) -> np.ndarray | None:
+        """(B, R) the regions' face scores (``inficond.encoders.person``); None without the person cue."""
+        if not self.person_cue:
+            return None
+        if not images:
+            return np.zeros((0, self.max_regions), np.float32)
+        return np.stack([region_person_scores(self.boxes, f) for f in self._face_detector().detect(images)])
+
+    def embed(self, outputs: tuple[np.ndarray, np.ndarray], person: np.ndarray | None) -> list[RegionEmbeddings]:
+        """``RegionEmbeddings`` from :meth:`network_outputs` and :meth:`person_scores` (row by row,
+        so any split of a batch gives the same bytes)."""
+        probs, idx = outputs
+        return [RegionEmbeddings(boxes=self.boxes.copy(), embeddings=e) for e in self.conse(probs, idx, person)]
+
     def pixels(self, images: list[Image.Image]) -> np.ndarray:
         """(B, S, S, 3) uint8: RGB, bilinear squash to ``image_size``."""
         S = self.image_size
@@ -509,6 +534,13 @@ class ConseEffnetEncoder:
         names = imagenet_names()
         return [[(names[int(c)], float(pp)) for pp, c in zip(pr, ir)] for pr, ir in zip(probs, idx)]
 
+    def load_models(self) -> None:
+        """Load the network (and the face detector) now instead of on first use."""
+        if self._runner is None:
+            self._runner = self._make_runner()
+        if self.person_cue:
+            self._face_detector()
+
     # -- helpers ----------------------------------------------------------------------------
     def _window_boxes(self) -> np.ndarray:
         g, w, s = self.grid, self.window, self.stride
@@ -528,13 +560,14 @@ class ConseEffnetEncoder:
         return cache_dir() / "onnx" / f"conse-{key}.onnx"
 
     def _make_runner(self):
-        module = _build_module(self.image_size, self.window, self.stride, self.top_k, self.network)
+        build = lambda: _build_module(self.image_size, self.window, self.stride, self.top_k, self.network)  # noqa: E731
         if self.backend == "onnx":
             path = self._onnx_path()
             try:
+                # The PyTorch module is built only to export it: loading it takes ~1 s a start.
                 if not path.exists():
-                    _export_onnx(module, path, self.image_size)
+                    _export_onnx(build(), path, self.image_size)
                 return _OnnxRunner(path, self.num_threads)
             except Exception as e:  # onnx/onnxruntime missing or broken: stay correct, just slower
                 warnings.warn(f"conse-effnet: ONNX backend unavailable ({e}); using PyTorch (slower)", stacklevel=3)
-        return _TorchRunner(module, self.num_threads)
+        return _TorchRunner(build(), self.num_threads)

@@ -59,6 +59,7 @@ class FaceDetector:
         self.max_side, self.min_face_size, self.num_threads = int(max_side), int(min_face_size), num_threads
         with contextlib.redirect_stdout(io.StringIO()):
             self._mtcnn = MTCNN(keep_all=True, min_face_size=self.min_face_size, device="cpu")
+        _channels_last_pools(self._mtcnn)
 
     def identity(self) -> dict:
         return self.describe(self.max_side, self.min_face_size)
@@ -95,6 +96,34 @@ class FaceDetector:
             if self.num_threads:
                 torch.set_num_threads(threads)
         return out
+
+
+def _channels_last_pools(mtcnn) -> None:
+    """Run MTCNN's max-pooling layers in channels-last memory order.
+
+    PyTorch's CPU max pooling is about 2.7x faster channels-last for these small-channel maps
+    (P-Net's pool was a third of the detector's time), and a maximum does not depend on the
+    memory order, so the detections are bit-identical (tests/test_encoders.py).
+    """
+    import torch
+
+    class ChannelsLastMaxPool(torch.nn.Module):
+        def __init__(self, pool: torch.nn.MaxPool2d):
+            super().__init__()
+            self.pool = pool
+
+        def forward(self, x):
+            # Only plain NCHW input is converted, and its output converted back: the layers after
+            # the pool then see the memory order they saw before (convolutions pick their kernel
+            # by it, and another kernel rounds differently).
+            if x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last):
+                return self.pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
+            return self.pool(x)
+
+    for net in (mtcnn.pnet, mtcnn.rnet, mtcnn.onet):
+        for name, child in list(net.named_children()):
+            if isinstance(child, torch.nn.MaxPool2d):
+                setattr(net, name, ChannelsLastMaxPool(child))
 
 
 def region_person_scores(region_boxes: np.ndarray, faces: tuple[np.ndarray, np.ndarray]) -> np.ndarray:

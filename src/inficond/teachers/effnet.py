@@ -197,6 +197,13 @@ class EffNetTeacher:
             self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return self._session
 
+    def load_models(self) -> None:
+        """Load the backbone now (the ONNX session, or the torch network) instead of on first use."""
+        if self.backend == "onnx":
+            self._onnx_session()
+        else:
+            self.net  # noqa: B018  (the property loads it)
+
     def features(self, images: list[Image.Image]) -> np.ndarray:
         """Globally average-pooled last-conv features.
 
