@@ -80,10 +80,14 @@ def smooth_loss_grad(Z, P, W, B):
 
     Returns ``loss (K,), grad_W (K, C), grad_B (K,), M (n, K)`` where ``M`` are the logits.
     """
-    n = Z.shape[0]
     M = Z @ W.T + B
+    return (*_loss_grad_at_logits(Z, P, M), M)
+
+
+def _loss_grad_at_logits(Z, P, M):
+    """``loss (K,), grad_W (K, C), grad_B (K,)`` at the logits ``M`` (n, K)."""
     R = expit(M) - P
-    return _loss_from_logits(M, P), (R.T @ Z) / n, R.mean(axis=0), M
+    return _loss_from_logits(M, P), (R.T @ Z) / Z.shape[0], R.mean(axis=0)
 
 
 def objective(Z, P, W, B, lam) -> np.ndarray:
@@ -470,8 +474,12 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
     dense = np.zeros(K, dtype=bool)  # handed over to L-BFGS-B
     kkt = np.full(K, np.inf)
     inner_tol = 1e-3
+    M = None
     for it in range(max_iter + 1):
-        f, G, gB, M = smooth_loss_grad(Z, P, W, B)
+        if M is None:
+            f, G, gB, M = smooth_loss_grad(Z, P, W, B)
+        else:  # the logits were updated by the line search: one product fewer per iteration
+            f, G, gB = _loss_grad_at_logits(Z, P, M)
         V = kkt_violation(W, G, lam[:, None], lower, upper)
         kkt = np.maximum(V.max(axis=1), np.abs(gB))
         active = (kkt > tol) & ~dense
@@ -562,6 +570,7 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
             W[k, idx] = np.clip(w0[i, : idx.size] + alpha[i] * D[i, : idx.size], lower[k, idx], upper[k, idx])
             B[k] = w0[i, m - 1] + alpha[i] * D[i, m - 1]
             n_iter[k] += 1
+        M[:, ks[~todo]] = Mt[:, ~todo]  # the logits at the accepted points
         inner_tol = max(min(inner_tol, 0.1 * float(kkt[ks].max())), 1e-12)
     if dense.any():
         ks = np.flatnonzero(dense)
