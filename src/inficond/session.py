@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from functools import cached_property
 from pathlib import Path
 
@@ -27,7 +28,6 @@ from inficond.analysis import (
     concept_class_influence,
     concept_map,
     extend_concept_map,
-    fidelity,
     presence_discrepancy,
     rank_concepts,
     suggest_moves,
@@ -47,6 +47,7 @@ from inficond.students.tuning import ERASE_HOW, MODES as TUNE_MODES, carry_step_
 DEFAULT_MAX_CONCEPTS = 100
 TUNE_FACTOR = 0.5  # see inficond.students.tuning: a vote moves a weight by half a typical top influence
 SHORTCUT_POOL = 40  # suspects grouped into contexts; the learned grass context spread over ~38 of them
+CLASS_VIEWS_KEPT = 256  # class-view answers kept across student states (each ~15 kB)
 
 METRICS = ("ap", "precision", "recall", "f1", "accuracy")
 
@@ -124,6 +125,9 @@ class Session:
         self._encoder_lock = threading.Lock()  # one text-model load, outside self._lock
         self._cache: dict = {}
         self._z_cache: dict = {}  # split -> (standardisation key, Z); see _Z
+        self._rows: dict = {}  # split -> its image rows (fixed once prepared)
+        self._teacher_metrics: dict = {}  # split -> the teacher's metrics (the teacher never changes)
+        self._class_views: OrderedDict = OrderedDict()  # see _per_class_state
 
     # -- data ------------------------------------------------------------------------
     @property
@@ -145,9 +149,14 @@ class Session:
         return self.ws.labels
 
     def rows(self, split: str) -> np.ndarray:
+        """Image rows of ``split`` (read-only; asked for by every view, so computed once)."""
         if split not in ("train", "val", "test"):
             raise ArgumentError(f"unknown split {split!r}; expected train, val or test")
-        return self.ws.split_indices(split)
+        if split not in self._rows:
+            r = self.ws.split_indices(split)
+            r.flags.writeable = False
+            self._rows[split] = r
+        return self._rows[split]
 
     def class_idx(self, cls) -> int:
         if isinstance(cls, str) and cls.isascii() and cls.isdigit():  # "²".isdigit() too
@@ -279,9 +288,12 @@ class Session:
             return self._cache[key]
         rows = self.rows(split)
         y, t, st = self.Y[rows], self.T[rows], self._student_logits(split)
-        tm = all_class_metrics(y, t, excluded=self.excluded)
+        if split not in self._teacher_metrics:
+            self._teacher_metrics[split] = all_class_metrics(y, t, excluded=self.excluded)
+        tm = self._teacher_metrics[split]
         sm = all_class_metrics(y, st, excluded=self.excluded)
-        agree = fidelity(t, st)["per_class_agreement"]
+        # fidelity()'s per-class agreement, without its APs against the teacher (not shown here)
+        agree = ((t > 0) == (st > 0)).mean(axis=0)
         reasons = {r[0]: r[1] for r in self.ws.db.execute("SELECT idx, reason FROM classes")}
         classes = []
         for k, name in enumerate(self.ws.class_names):
@@ -393,11 +405,46 @@ class Session:
             self._cache[full] = out
         return copy.deepcopy(self._cache[full])
 
+    def _class_state(self, k: int) -> tuple:
+        """What class ``k``'s views depend on: its influences, intercept, standardisation and votes.
+
+        A tuning step refits one class, so the other classes keep this key across the step, and
+        an undo brings the tuned class's old key back.
+        """
+        s = self.student
+        votes = tuple(sorted((c, lo, hi) for (kk, c), (lo, hi) in self.history.items() if kk == k))
+        return (k, s.coef_[k].tobytes(), float(s.intercept_[k]), hash(s.mean_.tobytes()), hash(s.scale_.tobytes()),
+                votes, s.coef_.shape[1])
+
+    def _per_class_state(self, k: int, key: tuple, build):
+        """``build()`` once per class state (:meth:`_class_state`); a copy each call.
+
+        Like :meth:`_per_state`, but kept when another class is tuned or a step is undone:
+        after a step the page asks for the tuned class's views again, and going back to a class
+        or undoing answers from memory (the class concepts' what-if curves and discrepancies
+        took 60-100 ms per call on the development workspace).
+        """
+        with self._lock:
+            head = self.log.head()
+            full = (self._class_state(k), *key)
+            hit = self._class_views.get(full)
+            if hit is not None:
+                self._class_views.move_to_end(full)
+                return copy.deepcopy(hit)
+        hit = build()  # takes the lock for what it reads (suggestions score outside it)
+        with self._lock:
+            if self.log.head() != head:  # a step landed meanwhile: an answer, not one to keep
+                return hit
+            self._class_views[full] = hit
+            while len(self._class_views) > CLASS_VIEWS_KEPT:
+                self._class_views.popitem(last=False)
+        return copy.deepcopy(hit)
+
     def class_concepts(self, cls, k: int = 10, sort: str = "influence") -> dict:
         ki = self.class_idx(cls)
         if not 1 <= int(k) <= len(self.ws.concept_words):
             raise ArgumentError(f"k must be between 1 and {len(self.ws.concept_words)}, got {k}")
-        return self._per_state(("class_concepts", ki, int(k), sort), lambda: self._class_concepts(ki, int(k), sort))
+        return self._per_class_state(ki, ("class_concepts", int(k), sort), lambda: self._class_concepts(ki, int(k), sort))
 
     def _class_concepts(self, ki: int, k: int, sort: str) -> dict:
         coef = self.student.coef_[ki]
@@ -614,10 +661,8 @@ class Session:
             before = {s: self._class_metrics(k, s) for s in ("val", "test")}
             fid_before = self._fidelity(k)
             t0 = time.perf_counter()
-            # the refit reads the kept Z of train (the step keeps the standardisation): no copy of X
-            new_student, history = apply_tuning(self.student, None, self.T[train], parsed, self.history,
-                                                labels=self.Y[train] if label_weight else None,
-                                                Z=self._Z("train"), **params)
+            new_student, history = apply_tuning(self.student, self.X[train], self.T[train], parsed, self.history,
+                                                labels=self.Y[train] if label_weight else None, **params)
             ms = (time.perf_counter() - t0) * 1000
             after = {s: self._class_metrics(k, s, new_student) for s in ("val", "test")}
             align = {s: (self._alignment(k, s), self._alignment(k, s, new_student)) for s in ("val", "test")}
@@ -790,10 +835,20 @@ class Session:
         with ``erase`` True, ranked with the rest by gain (one entry per concept). Suspects whose
         presences go together count as one context (``related`` lists its other words), so the
         ``shortcuts`` scored are distinct contexts.
+
+        Without shortcuts the session lock is held only to read the state; the what-if scoring
+        (0.1-0.2 s on the development workspace's train split) runs outside it, so a caller that
+        does not hold the lock (the server) answers other requests meanwhile: the page asks for
+        the suggestions right after a class's concepts, and the next class click no longer
+        waits for them.
         """
         ki = self.class_idx(cls)
         key = ("suggest", ki, int(k), int(candidates), str(split), int(shortcuts))
-        return self._per_state(key, lambda: self._suggest(ki, k, candidates, split, shortcuts))
+        build = lambda: self._suggest(ki, k, candidates, split, shortcuts)  # noqa: E731
+        if shortcuts:  # scored with the head step's carried options (erase ...): one answer per state
+            with self._lock:
+                return self._per_state(key, build)
+        return self._per_class_state(ki, key, build)
 
     def _suggest(self, cls, k: int, candidates: int, split: str, shortcuts: int) -> list[dict]:
         moves = [{**m, "kind": "move", "erase": False} for m in self._suggest_moves(cls, k, candidates, split)]
@@ -802,7 +857,8 @@ class Session:
         for m in moves:
             if m["concept_idx"] not in best or m["gain"] > best[m["concept_idx"]]["gain"]:
                 best[m["concept_idx"]] = m
-        words = self.ws.concept_words
+        with self._lock:
+            words = self.ws.concept_words
         ranked = sorted(best.values(), key=lambda m: (-m["gain"], m["concept_idx"]))[: int(k)]
         return [{**m, "concept_idx": int(m["concept_idx"]), "word": words[int(m["concept_idx"])], "split": split,
                  **({"related": [words[c] for c in m["related"]]} if "related" in m else {})}
@@ -824,7 +880,7 @@ class Session:
                 try:
                     self._raise_conflicts(ki, parsed)
                     params = self._step_params(parent, parsed, TUNE_FACTOR, "error", "bound", True, "marginal", 0.0)
-                    st, _ = apply_tuning(self.student, None, self.T[train], parsed, self.history, Z=Z, **params)
+                    st, _ = apply_tuning(self.student, self.X[train], self.T[train], parsed, self.history, **params)
                 except (TuningError, VoteConflictError):  # e.g. the concept was voted up before
                     after.append(None)
                     continue
@@ -835,17 +891,18 @@ class Session:
     def _suggest_moves(self, cls, k: int, candidates: int, split: str) -> list[dict]:
         """Weight moves among the weight- and discrepancy-ranked concepts (exact what-if, no refit)."""
         ki = self.class_idx(cls)
-        s = self.student
-        coef = s.coef_[ki]
-        dp, dn = self._discrepancy(ki)
+        with self._lock:  # one consistent state; a later step replaces these objects, never changes them
+            s = self.student
+            coef = s.coef_[ki].copy()
+            dp, dn = self._discrepancy(ki)
+            Z, y = self._Z(split), self.Y[self.rows(split), ki]
         cand = np.unique([
             d["concept_idx"] for b in ("influence", "discrepancy_p", "discrepancy_n")
             for d in rank_concepts(coef, dp, dn, by=b, k=min(candidates, coef.size))
         ]).astype(int)
         step = TUNE_FACTOR * np.maximum(np.abs(coef[cand]), reference_influence(coef))
         up, down = coef[cand] + step, coef[cand] - step
-        rows = self.rows(split)
-        return suggest_moves(self._Z(split), coef, float(s.intercept_[ki]), self.Y[rows, ki], cand, up, down, k=int(k))
+        return suggest_moves(Z, coef, float(s.intercept_[ki]), y, cand, up, down, k=int(k))
 
     # -- corpus and export -------------------------------------------------------------
     def add_concepts(self, words: list[str], max_added: int | None = None) -> dict:
@@ -891,6 +948,7 @@ class Session:
                 self.__dict__.pop("X", None)
                 self._z_cache.clear()
                 self._cache.clear()
+                self._class_views.clear()
                 added = [{"concept_idx": int(i), "word": self.ws.concept_words[i]} for i in idx]
             got = {a["word"] for a in added}  # a word another call added meanwhile is skipped
             skipped += [{"word": w, "reason": "already in the corpus"} for w in words if w not in got]
