@@ -1,18 +1,27 @@
 """Front-end timings in headless Chromium, and server start time, on a real workspace.
 
     nice -n 10 python benchmarks/bench_frontend.py --workspace workspaces/dev
+    # paired with an older checkout (e.g. `git worktree add /tmp/base <commit>`, front end built there):
+    nice -n 10 python benchmarks/bench_frontend.py --workspace workspaces/dev --baseline /tmp/base
 
 Measured (issue 10's targets in brackets):
 
 - server start: spawn of ``inficond serve`` to its first answer (/api/summary) [< 2 s];
 - first full render: navigation start until all six panels show content and none is loading,
-  as in bench_server.py [< 0.5 s];
+  as in bench_server.py, read inside the page on the first animation frame where it holds
+  [< 0.5 s];
 - class click -> all views updated: from a class row's click (inside the page) until the row is
   selected, the knowledge view names the class, no panel is loading, and the next frame is
   painted; one click per well-populated class [median < 150 ms];
-- fine-tune round trip as seen in the browser: one up-vote on the top concept, from the
-  Fine-tune click until the new provenance step is listed and no panel is loading; each round
-  is followed by undo [p95 < 300 ms].
+- fine-tune round trip as seen in the browser: one up-vote on a listed concept (the first, then
+  the second, ... of the weakest class's list, so each round makes a new student state), from
+  the Fine-tune click until the new provenance step is listed and no panel is loading; each
+  round is followed by undo [p95 < 300 ms].
+
+With ``--baseline DIR`` the same measurements run on the code in ``DIR`` (its ``src`` first on
+PYTHONPATH, so its server and its built front end are used) in interleaved rounds: A B, B A,
+A B, ...; each server gets its own copy of the workspace. The figures of the two are compared as
+ratios (this / baseline), which hold on a loaded machine better than either figure alone.
 
 The workspace is copied first (SQLite copied, arrays and patches hard-linked; the server only
 replaces whole files), so tuning here never changes it. The server runs in its own process
@@ -26,6 +35,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,8 +47,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_scale import pct, start_server, working_copy  # noqa: E402
-from bench_server import CHROMIUM_ARGS, first_render  # noqa: E402
+from bench_scale import free_port, pct, working_copy  # noqa: E402
+from bench_server import CHROMIUM_ARGS  # noqa: E402
 from machine import machine_line  # noqa: E402
 
 # click inside the page and time it there (no Python round trip in the figure); Svelte flushes
@@ -56,6 +66,47 @@ CLICK_JS = """async ([sel, done]) => {
   return performance.now() - t0;
 }"""
 
+# every panel has content and none is loading (the condition of bench_server.py); the time is
+# taken in the page when it first holds, not after a round trip to Python
+RENDERED_JS = """() => (document.querySelector('[data-testid=config-student-map]')
+    && document.querySelector('[data-testid=class-row]')
+    && document.querySelector('[data-testid=embedding-top]')
+    && document.querySelector('[data-testid=concept-row]')
+    && document.querySelector('[data-testid=view-detail] .empty, [data-testid=detail-gallery]')
+    && document.querySelector('[data-testid=prov-step]')
+    && !document.querySelector('[aria-busy=true]')) ? performance.now() : false"""
+
+
+def start_server(ws: Path, src: Path | None) -> tuple[subprocess.Popen, str, float]:
+    """``inficond serve`` on ``ws`` from the code in ``src`` (None: this checkout); seconds to its first answer."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "inficond.cli", "serve", str(ws), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(base + "/api/summary", timeout=60).status_code == 200:
+                return proc, base, time.perf_counter() - t0
+        except httpx.TransportError:
+            time.sleep(0.05)
+
+
+def first_render(browser, base: str, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+        page = ctx.new_page()
+        page.goto(base + "/")
+        times.append(page.wait_for_function(RENDERED_JS, timeout=60_000, polling="raf").json_value())
+        ctx.close()
+    return times
+
 
 def class_click(page, k: int, name: str) -> float:
     sel = f'[data-testid=class-row][data-class-idx="{k}"]'
@@ -65,9 +116,12 @@ def class_click(page, k: int, name: str) -> float:
     return page.evaluate(CLICK_JS, [sel, done])
 
 
-def tune_round_trip(page) -> float:
+def tune_round_trip(page, i: int) -> float:
+    """Up-vote the ``i``-th listed concept and fine-tune: each round makes a student state not seen
+    before (the engine answers a state it has seen from memory, so repeating one vote would flatter it)."""
     n = page.locator("[data-testid=prov-step]").count()
-    page.locator("[data-testid=concept-row]").nth(0).locator("[data-testid=vote-up]").click()
+    rows = page.locator("[data-testid=concept-row]")
+    rows.nth(i % rows.count()).locator("[data-testid=vote-up]").click()
     page.locator("[data-testid=vote-block]").first.wait_for()
     done = f"() => document.querySelectorAll('[data-testid=prov-step]').length > {n}"
     ms = page.evaluate(CLICK_JS, ["[data-testid=fine-tune]", done])
@@ -78,78 +132,109 @@ def tune_round_trip(page) -> float:
     return ms
 
 
+def one_round(p, ws: Path, src: Path | None, a, out: dict) -> None:
+    """Start a server on ``ws``, then first renders, one click per class, and tune round trips."""
+    proc, base, secs = start_server(ws, src)
+    out["starts"].append(secs)
+    try:
+        perf = httpx.get(base + "/api/performance?split=val", timeout=120).json()
+        httpx.get(base + "/api/concepts/map", timeout=120).raise_for_status()  # the t-SNE is built once per workspace
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        out["render"] += first_render(browser, base, a.renders)
+        classes = sorted((c for c in perf["classes"] if not c["excluded"]), key=lambda c: -c["n_pos"])
+        page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+        page.goto(base + "/")
+        page.locator("[data-testid=concept-row]").first.wait_for(timeout=60_000)
+        page.wait_for_function("() => !document.querySelector('[aria-busy=true]')", timeout=60_000)
+        for c in classes:  # each class once: the first click on a class after start
+            out["clicks"].append(class_click(page, c["class_idx"], c["name"]))
+        for i in range(a.tunes):
+            out["tunes"].append(tune_round_trip(page, i))
+        browser.close()
+        out["n_classes"] = len(perf["classes"])
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+ROWS = [  # key, label, unit, statistic, target, met
+    ("starts", "server start (spawn → first answer)", "s", "median", "< 2 s", lambda v: statistics.median(v) < 2),
+    ("render", "first full render", "ms", "median", "< 500 ms", lambda v: statistics.median(v) < 500),
+    ("clicks", "class click → all views updated", "ms", "median", "< 150 ms", lambda v: statistics.median(v) < 150),
+    ("tunes", "fine-tune round trip in the browser", "ms", "p95", "< 300 ms", lambda v: pct(v, 95) < 300),
+]
+
+
+def table(res: dict, base: dict | None) -> list[str]:
+    fmt = lambda v, u: f"{v:.2f} s" if u == "s" else f"{v:.0f} ms"  # noqa: E731
+    stat = {"median": statistics.median, "p95": lambda v: pct(v, 95)}
+    head = "| what | runs | min | median | p95 | max | target | met |"
+    if base:
+        head += " baseline (same statistic) | this / baseline |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for key, label, unit, st, target, ok in ROWS:
+        v = res[key]
+        row = (f"| {label} | {len(v)} | {fmt(min(v), unit)} | {fmt(statistics.median(v), unit)} | "
+               f"{fmt(pct(v, 95), unit)} | {fmt(max(v), unit)} | {target} ({st}) | {'yes' if ok(v) else '**no**'} |")
+        if base:
+            b = base[key]
+            row += f" {fmt(stat[st](b), unit)} | {stat[st](v) / stat[st](b):.2f} |"
+        lines.append(row)
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", default=str(REPO / "workspaces" / "dev"))
-    ap.add_argument("--starts", type=int, default=3)
-    ap.add_argument("--renders", type=int, default=3)
-    ap.add_argument("--tunes", type=int, default=8)
+    ap.add_argument("--baseline", default=None,
+                    help="a checkout of older code (front end built) to compare with, in interleaved rounds")
+    ap.add_argument("--rounds", type=int, default=3, help="server starts per side")
+    ap.add_argument("--renders", type=int, default=2, help="page loads per round")
+    ap.add_argument("--tunes", type=int, default=4, help="tune round trips per round")
     ap.add_argument("--out", default=str(HERE / "results" / "frontend.md"))
     a = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
-    ws = working_copy(Path(a.workspace), Path(tempfile.mkdtemp(prefix="bench-frontend-")) / "ws")
-    starts = []
-    for _ in range(a.starts):
-        proc, base, secs = start_server(ws)
-        starts.append(secs)
-        if len(starts) < a.starts:
-            proc.terminate()
-            proc.wait(30)
-    print(f"server start: {[round(s, 2) for s in starts]} s", flush=True)
+    baseline = Path(a.baseline).resolve() if a.baseline else None
+    if baseline and not (baseline / "src" / "inficond" / "server" / "static" / "index.html").is_file():
+        raise SystemExit(f"{baseline} has no built front end; run `cd {baseline}/web && npm run build` first")
+    sides = {"this": None} if baseline is None else {"this": None, "baseline": baseline / "src"}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-frontend-"))
+    res = {s: {"starts": [], "render": [], "clicks": [], "tunes": []} for s in sides}
+    load0 = os.getloadavg()
     try:
-        perf = httpx.get(base + "/api/performance?split=val", timeout=120).json()
-        httpx.get(base + "/api/concepts/map", timeout=120).raise_for_status()  # the t-SNE is built once per workspace
-        render = first_render(base, runs=a.renders)
-        print(f"first full render: {[round(t) for t in render]} ms", flush=True)
-        classes = sorted((c for c in perf["classes"] if not c["excluded"]), key=lambda c: -c["n_pos"])
-        clicks, tunes = [], []
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-            page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
-            page.goto(base + "/")
-            page.locator("[data-testid=concept-row]").first.wait_for(timeout=60_000)
-            page.wait_for_function("() => !document.querySelector('[aria-busy=true]')", timeout=60_000)
-            for c in classes:  # each class once: the first click on a class after start
-                clicks.append(class_click(page, c["class_idx"], c["name"]))
-            print(f"class click: median {statistics.median(clicks):.0f} ms, {[round(t) for t in clicks]}", flush=True)
-            for _ in range(a.tunes):
-                tunes.append(tune_round_trip(page))
-            print(f"fine-tune round trip: {[round(t) for t in tunes]} ms", flush=True)
-            browser.close()
+            for r in range(a.rounds):
+                order = list(sides) if r % 2 == 0 else list(sides)[::-1]
+                for side in order:
+                    ws = working_copy(Path(a.workspace), tmp / f"{side}-{r}" / "ws")
+                    one_round(p, ws, sides[side], a, res[side])
+                    shutil.rmtree(ws.parent, ignore_errors=True)
+                    print(f"round {r} {side}: " + ", ".join(
+                        f"{k} {statistics.median(v):.0f}" for k, v in res[side].items() if isinstance(v, list)), flush=True)
     finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(ws.parent, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     load = os.getloadavg()
-    rows = [
-        ("server start (spawn → first answer)", f"{len(starts)} starts", starts, "s", statistics.median(starts), "median", "< 2 s",
-         statistics.median(starts) < 2),
-        ("first full render", f"{len(render)} page loads", render, "ms", statistics.median(render), "median", "< 500 ms",
-         statistics.median(render) < 500),
-        ("class click → all views updated", f"{len(clicks)} classes", clicks, "ms", statistics.median(clicks), "median",
-         "< 150 ms", statistics.median(clicks) < 150),
-        ("fine-tune round trip in the browser", f"{len(tunes)} rounds", tunes, "ms", pct(tunes, 95), "p95", "< 300 ms",
-         pct(tunes, 95) < 300),
-    ]
-    fmt = lambda v, u: f"{v:.2f} s" if u == "s" else f"{v:.0f} ms"  # noqa: E731
-    lines = ["| what | runs | min | median | p95 | max | target | met |", "|---|---|---|---|---|---|---|---|"]
-    for label, runs, vals, unit, fig, _, target, ok in rows:
-        lines.append(f"| {label} | {runs} | {fmt(min(vals), unit)} | {fmt(statistics.median(vals), unit)} | "
-                     f"{fmt(pct(vals, 95), unit)} | {fmt(max(vals), unit)} | {target} | {'yes' if ok else '**no**'} |")
-    text = "\n".join([
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    text = [
         "# Front end and start-up (Chromium, real workspace)", "",
-        f"Workspace `{Path(a.workspace).name}` (a copy), {perf and len(perf['classes'])} classes; headless Chromium "
-        "(/usr/bin/chromium via Playwright), 1440x900; server `inficond serve` in its own process.", "",
-        *lines, "",
-        f"Machine: {machine_line()}; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} "
-        "(shared with other agents' work, so these are upper bounds).", "",
-    ])
+        f"Workspace `{Path(a.workspace).name}` (a copy per server), {res['this'].get('n_classes')} classes; headless "
+        "Chromium (/usr/bin/chromium via Playwright), 1440x900; server `inficond serve` in its own process; "
+        f"{a.rounds} server starts per side, {a.renders} page loads and {a.tunes} tune round trips per start, "
+        f"each class clicked once per start. Code: this checkout (HEAD {commit} plus its working tree).", "",
+        *table(res["this"], res.get("baseline")), "",
+    ]
+    if baseline:
+        bc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=baseline, capture_output=True, text=True).stdout.strip()
+        text += [f"Baseline: {bc} in interleaved rounds (A B, B A, ...):", "", *table(res["baseline"], None), ""]
+    text += [f"Machine: {machine_line()}; load average at the start {load0[0]:.1f} / {load0[1]:.1f} / {load0[2]:.1f}, "
+             f"at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.", ""]
+    text = "\n".join(text)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(text)
     Path(a.out).with_suffix(".json").write_text(json.dumps(
-        {"server_start_s": starts, "first_render_ms": render, "class_click_ms": clicks, "tune_round_trip_ms": tunes,
-         "machine": machine_line(), "load": load}, indent=1))
+        {"results": res, "baseline": str(baseline) if baseline else None, "machine": machine_line(),
+         "load_start": load0, "load_end": load}, indent=1))
     print(text)
 
 

@@ -65,6 +65,31 @@ def test_average_precision_batch_equals_sklearn_with_ties(levels):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+def test_average_precision_batch_mixes_tied_and_tie_free_rows():
+    """Rows with ties take the tie-group pass, the others the plain one: one batch, both kinds."""
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        n = int(rng.integers(2, 120))
+        S = rng.normal(size=(6, n))
+        S[1] = np.round(S[1])  # many ties
+        S[3, : n // 2] = 0.0  # a tied block (a concept absent from half the images)
+        S[4] = 1.0  # all tied
+        per_row = trial % 2 == 1
+        y = rng.integers(0, 2, (6, n) if per_row else n)
+        y[..., int(rng.integers(n))] = 1
+        got = average_precision_batch(y, S)
+        want = [average_precision_score(y[i] if per_row else y, S[i]) for i in range(6)]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+        # a row's AP does not depend on the rows batched with it
+        for i in range(6):
+            assert got[i] == average_precision_batch(y[i] if per_row else y, S[i:i + 1])[0]
+
+
+def test_average_precision_batch_rejects_labels_of_another_length():
+    with pytest.raises(ValueError, match="3 labels"):
+        average_precision_batch([1, 0, 1], [[0.1, 0.2]])
+
+
 def test_average_precision_batch_edge_cases():
     assert np.isnan(average_precision_batch([0, 0, 0], [[0.1, 0.2, 0.3]])[0])
     assert average_precision_batch([1, 1], [[0.0, 0.0]])[0] == 1.0

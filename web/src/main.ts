@@ -1,5 +1,8 @@
-import { mount } from "svelte";
-import App from "./App.svelte";
+import { selectStartClass } from "./lib/start";
 import "./app.css";
 
-mount(App, { target: document.getElementById("app")! });
+// Choose the class and ask for its concepts while the views' script still loads and runs.
+selectStartClass();
+import("./App.svelte").then(({ default: App }) => import("svelte").then(({ mount }) => {
+  mount(App, { target: document.getElementById("app")! });
+}));

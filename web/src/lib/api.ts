@@ -4,6 +4,8 @@ import type {
   AddConceptsResult, ClassConcepts, ConceptDetail, ConceptSearch, ConceptMap, ExportResult, Instruction,
   Performance, Problem, Provenance, SortKey, Suggestion, Summary, TuneResult, WhatIf,
 } from "./types";
+import { RequestCache } from "./cache";
+import { corpusEpoch, epoch } from "./state";
 
 export class ApiError extends Error {
   constructor(public status: number, public title: string, public detail: string, public problem: Partial<Problem> = {}) {
@@ -44,26 +46,38 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
 
 const enc = encodeURIComponent;
 
+// Every view asks for what it shows, and several show the same thing (the summary: four views;
+// a class's top concepts: the knowledge view and the concept map). One request per URL and
+// student state (epoch) answers them all: measured on the development workspace, a page load
+// made 15 API requests (5 summaries) and a class click asked for the class's concepts twice,
+// the second one waiting behind the first (and the suggestions) on the server's lock.
+const answers = new RequestCache<unknown>();
+const get = <T>(path: string): Promise<T> => answers.get(path, epoch.get(), () => request<T>("GET", path)) as Promise<T>;
+// the concept map depends on the corpus words only, not on the student
+const maps = new RequestCache<unknown>();
+
 export const api = {
-  summary: () => request<Summary>("GET", "/api/summary"),
-  performance: (split = "val") => request<Performance>("GET", `/api/performance?split=${enc(split)}`),
+  summary: () => get<Summary>("/api/summary"),
+  performance: (split = "val") => get<Performance>(`/api/performance?split=${enc(split)}`),
   classConcepts: (cls: number, k = 10, sort: SortKey = "influence") =>
-    request<ClassConcepts>("GET", `/api/classes/${cls}/concepts?k=${k}&sort=${sort}`),
+    get<ClassConcepts>(`/api/classes/${cls}/concepts?k=${k}&sort=${sort}`),
   whatif: (cls: number, concept: number, n = 21, factor: number | null = null) =>
-    request<WhatIf>("GET", `/api/classes/${cls}/whatif/${concept}?n_points=${n}${factor === null ? "" : `&factor=${factor}`}`),
+    get<WhatIf>(`/api/classes/${cls}/whatif/${concept}?n_points=${n}${factor === null ? "" : `&factor=${factor}`}`),
   searchConcepts: (cls: number, q: string, limit = 20) =>
-    request<ConceptSearch>("GET", `/api/classes/${cls}/concepts/search?q=${enc(q)}&limit=${limit}`),
+    get<ConceptSearch>(`/api/classes/${cls}/concepts/search?q=${enc(q)}&limit=${limit}`),
   suggestions: (cls: number, k = 5, shortcuts = 0) =>
-    request<Suggestion[]>("GET", `/api/classes/${cls}/suggestions?k=${k}${shortcuts ? `&shortcuts=${shortcuts}` : ""}`),
-  conceptMap: () => request<ConceptMap>("GET", "/api/concepts/map"),
+    get<Suggestion[]>(`/api/classes/${cls}/suggestions?k=${k}${shortcuts ? `&shortcuts=${shortcuts}` : ""}`),
+  conceptMap: () => maps.get("map", corpusEpoch.get(), () => request<ConceptMap>("GET", "/api/concepts/map")) as Promise<ConceptMap>,
   concept: (concept: number, cls: number | null, factor: number | null = null) =>
-    request<ConceptDetail>("GET", `/api/concepts/${concept}${cls === null ? "" : `?cls=${cls}${factor === null ? "" : `&factor=${factor}`}`}`),
+    get<ConceptDetail>(`/api/concepts/${concept}${cls === null ? "" : `?cls=${cls}${factor === null ? "" : `&factor=${factor}`}`}`),
   addConcepts: (words: string[]) => request<AddConceptsResult>("POST", "/api/concepts", { words }),
   tune: (instructions: Instruction[], factor = 0.5, onConflict: "error" | "replace" = "error", erase = false) =>
     request<TuneResult>("POST", "/api/tune", { instructions, factor, on_conflict: onConflict, ...(erase ? { erase } : {}) }),
-  provenance: () => request<Provenance>("GET", "/api/provenance"),
+  provenance: () => get<Provenance>("/api/provenance"),
   undo: () => request<Provenance>("POST", "/api/provenance/undo"),
   revert: (stateId: number | string) => request<Provenance>("POST", "/api/provenance/revert", { state_id: stateId }),
+  /** Undo and revert answer with the new provenance: keep it for the state they made (after bumpEpoch). */
+  rememberProvenance: (p: Provenance) => answers.put("/api/provenance", epoch.get(), p),
   export: () => request<ExportResult>("POST", "/api/export"),
   patchUrl: (id: string | number) => mediaUrl(`/api/media/patches/${enc(String(id))}`),
   imageUrl: (idx: number) => mediaUrl(`/api/media/images/${idx}`),

@@ -16,6 +16,15 @@ describe("RequestCache", () => {
     expect(c.has("cat", 1)).toBe(false);
   });
 
+  it("keeps an answer it is given for that epoch only", async () => {
+    const c = new RequestCache<number>();
+    const fn = vi.fn(async () => 7);
+    c.put("prov", 3, 42);
+    expect(await c.get("prov", 3, fn)).toBe(42);
+    expect(fn).not.toHaveBeenCalled();
+    expect(await c.get("prov", 4, fn)).toBe(7); // the next state asks again
+  });
+
   it("does not keep a failed request", async () => {
     const c = new RequestCache<number>();
     await expect(c.get("x", 0, () => Promise.reject(new Error("down")))).rejects.toThrow("down");

@@ -17,6 +17,12 @@ export class RequestCache<T> {
     return p;
   }
 
+  /** Keep `value` as the answer for `key` in `epoch` (e.g. one a state-changing call returned). */
+  put(key: string, epoch: number, value: T): void {
+    if (epoch !== this.epoch) { this.m.clear(); this.epoch = epoch; }
+    this.m.set(key, Promise.resolve(value));
+  }
+
   has(key: string, epoch: number): boolean {
     return epoch === this.epoch && this.m.has(key);
   }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { delta, num, pct, shortPath } from "./format";
+import { clockTime, delta, num, pct, shortPath } from "./format";
 
 describe("formatting", () => {
   it("percentages and missing values", () => {
@@ -17,5 +17,10 @@ describe("formatting", () => {
     expect(num(0.12345, 2)).toBe("0.12");
     expect(shortPath("/data/voc2012/")).toBe("voc2012");
     expect(shortPath(null)).toBe("–");
+  });
+
+  it("clock time, zero-padded, 24 hours", () => {
+    expect(clockTime(new Date(2026, 10, 30, 9, 5, 7))).toBe("09:05:07");
+    expect(clockTime(new Date(2026, 10, 30, 23, 59, 0))).toBe("23:59:00");
   });
 });

@@ -4,7 +4,9 @@ import { untrack } from "svelte";
 import { ApiError } from "./api";
 
 export class Loader<T> {
-  data = $state<T | null>(null);
+  // raw: answers are replaced whole, never changed in place, and views share one answer per
+  // request (lib/api.ts); a deep proxy of every answer cost render time for nothing
+  data = $state.raw<T | null>(null);
   loading = $state(false);
   error = $state<string | null>(null);
   #req = 0;

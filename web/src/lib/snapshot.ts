@@ -11,7 +11,6 @@
 //   3 MB SVG of the performance view); a declaration is dropped where it changes nothing;
 // - the PNG, drawn from that SVG on a canvas at `scale` times the screen size.
 
-import { toSvg } from "html-to-image";
 
 export type SnapshotFormat = "svg" | "png";
 
@@ -150,6 +149,8 @@ function defaultStyles(): { get: (tag: string) => Map<string, string>; close: ()
 
 /** The panel `node` as standalone SVG text (its current size, white background). */
 export async function viewSvg(node: HTMLElement): Promise<string> {
+  // loaded on the first export only: it is a fifth of the page's script, which the first render waits for
+  const { toSvg } = await import("html-to-image");
   const url = await toSvg(node, {
     backgroundColor: "#ffffff",
     skipFonts: true, // system fonts only; nothing to embed

@@ -11,6 +11,9 @@ export const conceptSelection = new Selection<number>();
 /** Bumped whenever the student changes (tune, undo, revert, new concepts): views refetch. */
 export const epoch = new Store(0);
 export const bumpEpoch = () => epoch.update((n) => n + 1);
+/** Bumped when concept words are added: only the concept map depends on the corpus alone. */
+export const corpusEpoch = new Store(0);
+export const bumpCorpus = () => corpusEpoch.update((n) => n + 1);
 /** Pending uptune/downtune votes, one batch per class. */
 export const votes = new Store<Vote[]>([]);
 /** Vote strength f sent with a fine-tune step (see inficond.students.tuning); 0.5 by default. */

@@ -41,4 +41,8 @@ def suggestions(engine: EngineDep, cls: str, k: Annotated[int, Query(ge=1, le=50
                     "each costs a refit"))] = 0):
     # Off by default: the page's suggestion chips send plain votes, and a shortcut suggestion's gain
     # holds only when applied with erase; each suspect also costs a refit under the engine lock.
-    return engine.suggest(ref(cls, "class"), k=k, shortcuts=shortcuts)
+    if shortcuts:
+        return engine.suggest(ref(cls, "class"), k=k, shortcuts=shortcuts)
+    # Plain moves: the session reads one state under its lock and scores outside it, so other
+    # views' requests (the next class's concepts) are answered meanwhile.
+    return engine.session.suggest(ref(cls, "class"), k=k, shortcuts=0)

@@ -1,0 +1,31 @@
+// The class the page opens on, chosen as soon as the validation performance arrives, before the
+// views are mounted: the URL's class (#class=sofa), else the class that most needs tuning. Its
+// top concepts are asked for at once, so the knowledge view and the concept map find the answer
+// waiting (lib/api.ts answers each URL once per student state) instead of asking after mounting.
+// A later fragment change selects again (launch_app.select).
+
+import { api } from "./api";
+import { classFromHash } from "./hash";
+import { weakestClass } from "./perf";
+import { classSelection } from "./state";
+import type { Performance, SortKey } from "./types";
+
+/** What the knowledge view lists first (and the concept map highlights). */
+export const TOP_K = 10;
+export const TOP_SORT: SortKey = "influence";
+
+const hashClass = (p: Performance) => classFromHash(window.location.hash, p.classes);
+
+export function selectStartClass(): void {
+  api.performance("val").then((p) => {
+    const k = hashClass(p);
+    const w = weakestClass(p.classes);
+    if (k !== null) classSelection.commit("url", k);
+    else if (w && classSelection.committed === null) classSelection.commit("app", w.class_idx);
+    const c = classSelection.committed;
+    if (c !== null) api.classConcepts(c, TOP_K, TOP_SORT).catch(() => {});
+  }).catch(() => {});
+  window.addEventListener("hashchange", () => {
+    api.performance("val").then((p) => { const k = hashClass(p); if (k !== null) classSelection.commit("url", k); }).catch(() => {});
+  });
+}
