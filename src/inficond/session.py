@@ -34,6 +34,7 @@ from inficond.analysis import (
     top_images,
     whatif_curves,
 )
+from inficond.analysis.metrics import metrics_batch
 from inficond.analysis.suggest import group_suspects, rank_erase_moves, shortcut_suspects
 from inficond.analysis.whatif import influence_grid
 from inficond.exceptions import ArgumentError, TuningError, UnknownNameError, VoteConflictError, WorkspaceError
@@ -128,6 +129,7 @@ class Session:
         self._rows: dict = {}  # split -> its image rows (fixed once prepared)
         self._teacher_metrics: dict = {}  # split -> the teacher's metrics (the teacher never changes)
         self._class_views: OrderedDict = OrderedDict()  # see _per_class_state
+        self._perf_rows: OrderedDict = OrderedDict()  # see _student_rows
 
     # -- data ------------------------------------------------------------------------
     @property
@@ -291,13 +293,11 @@ class Session:
         if split not in self._teacher_metrics:
             self._teacher_metrics[split] = all_class_metrics(y, t, excluded=self.excluded)
         tm = self._teacher_metrics[split]
-        sm = all_class_metrics(y, st, excluded=self.excluded)
-        # fidelity()'s per-class agreement, without its APs against the teacher (not shown here)
-        agree = ((t > 0) == (st > 0)).mean(axis=0)
+        student_rows = self._student_rows(split, y, t, st)
         reasons = {r[0]: r[1] for r in self.ws.db.execute("SELECT idx, reason FROM classes")}
         classes = []
         for k, name in enumerate(self.ws.class_names):
-            tk, sk = tm["per_class"][k], sm["per_class"][k]
+            tk, sk = tm["per_class"][k], student_rows[k]["student"]
             classes.append(
                 {
                     "class_idx": k,
@@ -309,19 +309,50 @@ class Session:
                     "teacher": {m: tk[m] for m in METRICS},
                     "student": {m: sk[m] for m in METRICS},
                     "gap": None if tk["ap"] is None or sk["ap"] is None else tk["ap"] - sk["ap"],
-                    "fidelity": float(agree[k]),
-                    "alignment": alignment(y[:, k], t[:, k] > 0, st[:, k] > 0),
+                    "fidelity": student_rows[k]["fidelity"],
+                    "alignment": student_rows[k]["alignment"],
                 }
             )
+        # the mean as all_class_metrics takes it: the same values in the same order, the same bits
+        ap = np.array([np.nan if r["student"]["ap"] is None else r["student"]["ap"] for r in student_rows])
+        ap_ok = ~self.excluded & ~np.isnan(ap)
         out = {
             "split": split,
             "teacher_map": tm["mean"]["ap"],
-            "student_map": sm["mean"]["ap"],
+            "student_map": float(ap[ap_ok].mean()) if ap_ok.any() else None,
             "n_classes_in_mean": tm["n_classes"],
             "classes": classes,
         }
         self._cache[key] = out
         return out
+
+    def _student_rows(self, split: str, y: np.ndarray, t: np.ndarray, st: np.ndarray) -> list[dict]:
+        """Each class's student metrics, agreement with the teacher and alignment on ``split``.
+
+        Kept per class state (:meth:`_class_state`): a step refits one class, so after it only
+        that class is scored again (the other 19 of the development data's 20 were rescored on
+        every step, twice: val and test). Rows are scored together by the same batch function as
+        :func:`~inficond.analysis.all_class_metrics`, whose rows are independent: the same values.
+        """
+        K = y.shape[1]
+        s, history = self.student, self.history
+        keys = [(split, self._class_state(k, s, history)) for k in range(K)]
+        todo = [k for k in range(K) if keys[k] not in self._perf_rows]
+        if todo:
+            vals = metrics_batch(y[:, todo].T, st[:, todo].T, METRICS)
+            for j, k in enumerate(todo):
+                a = float(vals["ap"][j])
+                self._perf_rows[keys[k]] = {
+                    "student": {"ap": None if np.isnan(a) else a,
+                                **{m: float(vals[m][j]) for m in METRICS if m != "ap"}},
+                    "fidelity": float(((t[:, k] > 0) == (st[:, k] > 0)).mean()),  # fidelity()'s per-class agreement
+                    "alignment": alignment(y[:, k], t[:, k] > 0, st[:, k] > 0),
+                }
+            while len(self._perf_rows) > 4 * CLASS_VIEWS_KEPT:
+                self._perf_rows.popitem(last=False)
+        # shared by the answers of the states where the class is the same, like the cached answer
+        # itself is shared by every caller of one state: read-only for callers
+        return [self._perf_rows[key] for key in keys]
 
     def _class_scores(self, k: int, split: str, student: ConceptStudent | None = None) -> np.ndarray:
         """Logits of class ``k`` on ``split`` from ``student`` (default: the current one)."""
@@ -405,14 +436,15 @@ class Session:
             self._cache[full] = out
         return copy.deepcopy(self._cache[full])
 
-    def _class_state(self, k: int) -> tuple:
+    def _class_state(self, k: int, s: ConceptStudent | None = None, history: dict | None = None) -> tuple:
         """What class ``k``'s views depend on: its influences, intercept, standardisation and votes.
 
         A tuning step refits one class, so the other classes keep this key across the step, and
-        an undo brings the tuned class's old key back.
+        an undo brings the tuned class's old key back. ``s`` and ``history``: the current ones.
         """
-        s = self.student
-        votes = tuple(sorted((c, lo, hi) for (kk, c), (lo, hi) in self.history.items() if kk == k))
+        s = self.student if s is None else s
+        history = self.history if history is None else history
+        votes = tuple(sorted((c, lo, hi) for (kk, c), (lo, hi) in history.items() if kk == k))
         return (k, s.coef_[k].tobytes(), float(s.intercept_[k]), hash(s.mean_.tobytes()), hash(s.scale_.tobytes()),
                 votes, s.coef_.shape[1])
 
@@ -949,6 +981,7 @@ class Session:
                 self._z_cache.clear()
                 self._cache.clear()
                 self._class_views.clear()
+                self._perf_rows.clear()
                 added = [{"concept_idx": int(i), "word": self.ws.concept_words[i]} for i in idx]
             got = {a["word"] for a in added}  # a word another call added meanwhile is skipped
             skipped += [{"word": w, "reason": "already in the corpus"} for w in words if w not in got]
