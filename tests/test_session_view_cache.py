@@ -98,3 +98,19 @@ def test_suggestions_while_another_thread_tunes_match_one_state(workspace):
     want_after = Session(workspace).suggest(k, k=3, shortcuts=0)
     assert all(g in (want_before, want_after) for g in got)
     assert s.suggest(k, k=3, shortcuts=0) == want_after
+
+
+def test_performance_after_steps_and_undo_equals_a_fresh_session(workspace):
+    """Only the tuned class is scored again after a step; the answer is the one a fresh session gives."""
+    s = Session(workspace)
+    first = {split: s.performance(split) for split in ("val", "test")}
+    k = _weakest(s)
+    top = s.class_concepts(k, k=2)["concepts"]
+    for c in top:
+        s.tune([{"class": k, "concept": c["concept_idx"], "direction": "up"}])
+        fresh = Session(workspace)
+        for split in ("val", "test"):
+            assert s.performance(split) == fresh.performance(split)
+    s.undo()
+    s.undo()
+    assert {split: s.performance(split) for split in ("val", "test")} == first
