@@ -5,8 +5,9 @@
 The workspace is bench_scale.py's synthetic one (benchmarks/synthetic_workspace.py: the
 development workspace's rows tiled with 5 % noise to N images, cached under
 ``$INFICOND_CACHE/scale``), distilled once at a fixed λ (by the new code of the first run, and
-cached next to it); each version serves its own working copy of that distilled workspace, so
-both hold the same student.
+cached next to it) or given the student of another workspace (``--student-from``: at 100,000
+images a distill needs ~3 GB, more than a helper may use here); each version serves its own
+working copy of that workspace, so both hold the same student.
 
 Per version, in its own ``inficond serve`` process (code from a git worktree of the revision,
 through ``PYTHONPATH``): every view once as the page loads them, then ``/proc/PID/status``
@@ -38,6 +39,17 @@ from bench_scale import cache_dir, cached_workspace, proc_mem, run_distill, star
 from bench_startup import worktree  # noqa: E402
 from machine import machine_line  # noqa: E402
 from synthetic_workspace import synthetic_info  # noqa: E402
+
+
+# The student of one workspace recorded as the distillation of another with the same concepts
+# and classes (its standardisation is the first workspace's train split: still a valid student).
+COPY_STUDENT = """
+import sys
+from inficond.session import Session
+src, dst = Session(sys.argv[1]), Session(sys.argv[2])
+assert src.ws.concept_words == dst.ws.concept_words and src.ws.class_names == dst.ws.class_names
+dst.log.record_distill(src.student, {"copied_from": sys.argv[1]})
+"""
 
 
 def serve_and_measure(src: Path, ws: Path, rounds: int) -> dict:
@@ -82,6 +94,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=30000, help="synthetic images")
     ap.add_argument("--lam", type=float, default=0.0006, help="fixed λ of the one distillation both versions serve")
     ap.add_argument("--rounds", type=int, default=3, help="tune → views → undo rounds")
+    ap.add_argument("--student-from", type=Path, metavar="WS",
+                    help="record WS's current student as the distillation instead of distilling (same concepts "
+                         "and classes; for sizes whose distill would not fit the machine's memory)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "memory")
     a = ap.parse_args()
     revs = {name: subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD" if rev == "." else rev],
@@ -91,13 +106,18 @@ def main() -> None:
     try:
         versions = {"old": worktree(a.base, tmp / "old"),
                     "new": REPO / "src" if a.new == "." else worktree(a.new, tmp / "new")}
-        distilled = cache_dir() / f"ws-{a.n}-noise0.05-seed0-lam{a.lam}"
+        tag = f"student-of-{a.student_from.name}" if a.student_from else f"lam{a.lam}"
+        distilled = cache_dir() / f"ws-{a.n}-noise0.05-seed0-{tag}"
         distill = None
         if not (distilled / "workspace.sqlite").exists():  # distilled once, by the new code, and kept
             fresh = working_copy(cached_workspace(a.source, a.n, 0.05, 0), tmp / "distilled")
             os.environ["PYTHONPATH"] = str(versions["new"])
-            distill = run_distill(fresh, 3600, a.lam)
-            print(f"[SYNTHETIC {a.n}] distill at λ={a.lam}: {distill}", flush=True)
+            if a.student_from:
+                subprocess.run([sys.executable, "-c", COPY_STUDENT, str(a.student_from), str(fresh)], check=True)
+                distill = {"student_from": str(a.student_from)}
+            else:
+                distill = run_distill(fresh, 3600, a.lam)
+            print(f"[SYNTHETIC {a.n}] student: {distill}", flush=True)
             shutil.copytree(fresh, distilled)
         res = {}
         for name, src in versions.items():
@@ -118,7 +138,9 @@ def main() -> None:
             ("VmRSS at the end", "end", "VmRSS")]
     md = [f"# Server memory, {a.n:,} SYNTHETIC images, old ({revs['old']}) vs new ({revs['new']})", "",
           f"Machine: {machine_line()}. Workspace: {info['n_images']:,} synthetic images tiled from "
-          f"`{a.source.name}` (splits {info['splits']}), one distillation at λ = {a.lam} served by both. MiB.", "",
+          f"`{a.source.name}` (splits {info['splits']}), "
+          + (f"serving the student distilled on `{a.student_from.name}` (same concepts and classes)"
+             if a.student_from else f"one distillation at λ = {a.lam}") + " in both versions. MiB.", "",
           "| what | old | new | new/old |", "|---|---|---|---|"]
     for label, when, key in rows:
         o, n = res["old"][when][key], res["new"][when][key]

@@ -103,6 +103,9 @@ def suggest_moves(Z, coef_row, intercept: float, y_true, candidates, up_values=N
     ]
 
 
+_BLOCK = 4096  # rows per block where a whole (n, C) temporary would be too big at scale
+
+
 def shortcut_suspects(Z, t, y, k: int = 5, min_corr: float = 0.0) -> list[dict]:
     """Concepts whose presence raises the teacher's logit beyond what the ground-truth label explains.
 
@@ -136,17 +139,27 @@ def shortcut_suspects(Z, t, y, k: int = 5, min_corr: float = 0.0) -> list[dict]:
     y = np.asarray(y).ravel() != 0
     if Z.ndim != 2 or Z.shape[0] != t.size or y.size != t.size:
         raise ValueError(f"Z {Z.shape}, t ({t.size},) and y ({y.size},) must have the same number of rows")
-    tr, Zr = t.copy(), Z.copy()
-    for g in (y, ~y):
+    # Z centred within each label group, one block of rows at a time: a centred copy of Z (and
+    # the copies its boolean-mask updates made) was 1 GB of the server's peak at 100,000 images.
+    n, C = Z.shape
+    tr = t.copy()
+    means = np.zeros((2, C))  # row 0: the positives' mean presence, row 1: the negatives'
+    for j, g in enumerate((y, ~y)):
         if g.any():
             tr[g] -= tr[g].mean()
-            Zr[g] -= Zr[g].mean(axis=0)
-    tn = np.sqrt(tr @ tr)
-    zn = np.sqrt(np.einsum("ij,ij->j", Zr, Zr))
+            for i in range(0, n, _BLOCK):
+                means[j] += Z[i : i + _BLOCK][g[i : i + _BLOCK]].sum(axis=0)
+            means[j] /= g.sum()
+    zn2, num = np.zeros(C), np.zeros(C)
+    for i in range(0, n, _BLOCK):
+        Zb = Z[i : i + _BLOCK] - means[(~y[i : i + _BLOCK]).astype(int)]
+        zn2 += np.einsum("ij,ij->j", Zb, Zb)
+        num += Zb.T @ tr[i : i + _BLOCK]
+    tn, zn = np.sqrt(tr @ tr), np.sqrt(zn2)
     if tn == 0:
         return []
     with np.errstate(invalid="ignore", divide="ignore"):
-        pc = np.where(zn > 0, (Zr.T @ tr) / (zn * tn), 0.0)
+        pc = np.where(zn > 0, num / (zn * tn), 0.0)
     order = np.lexsort((np.arange(pc.size), -pc))
     order = order[pc[order] > min_corr][: int(k)]
     return [{"concept_idx": int(c), "partial_corr": float(pc[c])} for c in order]
