@@ -3,7 +3,7 @@
 Compares, on the same objective (mean BCE against the teacher's soft labels + lam * L1, per
 class, intercept free):
 
-- ``cd``        this package's default exact solver (proximal Newton + coordinate descent);
+- ``cd``        this package's default exact solver (proximal Newton; sub-problems by an active-set step, CD as fallback);
 - ``lbfgsb``, ``fista``  the package's other exact solvers;
 - ``adam-paper`` the paper's recipe (torch Adam lr 0.2, batch 2,084, 10 epochs), same lam;
 - scikit-learn ``LogisticRegression(l1_ratio=1)`` with ``liblinear`` and ``saga``. sklearn takes

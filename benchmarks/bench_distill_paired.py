@@ -4,7 +4,9 @@ Each commit's ``src/`` is exported with ``git archive`` to a temporary folder, t
 once (distill writes its provenance log), and the command runs in a fresh process per run, the two
 commits alternating (before, after, before, after, ...) so that a change of the machine's load hits
 both alike. Reported: the wall time of each process (what a user waits for: start-up, loading the
-workspace, the λ search, the fit, recording the state) and the command's own ``seconds``.
+workspace, the λ search, the fit, recording the state), its CPU time (user + system; on a shared
+machine the wall time also counts waiting for a core, the CPU time does not) and the command's own
+``seconds``.
 
 Usage::
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -36,20 +39,23 @@ def export_src(rev: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def run_distill(src: Path, ws: Path, extra: list[str]) -> tuple[float, float]:
+def run_distill(src: Path, ws: Path, extra: list[str]) -> tuple[float, float, float]:
     code = (f"import sys; sys.path.insert(0, {str(src)!r}); import inficond; "
             f"assert inficond.__file__.startswith({str(src)!r}), inficond.__file__; "
             f"from inficond.cli import main; sys.argv = ['inficond', 'distill', {str(ws)!r}, *{extra!r}]; "
             "sys.exit(main())")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(src)})
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     if p.returncode:
         raise RuntimeError(f"distill failed at {src}:\n{p.stdout}\n{p.stderr}")
     secs = next((float(line.split(":")[1].strip().rstrip(",")) for line in p.stdout.splitlines()
                  if line.strip().startswith('"seconds"')), float("nan"))
-    return wall, secs
+    return wall, secs, cpu
 
 
 def main(argv=None) -> None:
@@ -72,13 +78,15 @@ def main(argv=None) -> None:
         res: dict[str, list] = {k: [] for k in trees}
         for i in range(a.pairs):
             for name, src in trees.items():
-                wall, secs = run_distill(src, ws, extra)
-                res[name].append({"wall_s": wall, "command_seconds": secs})
-                print(f"pair {i + 1}: {name}: process {wall:.2f} s, distill {secs:.2f} s", flush=True)
+                wall, secs, cpu = run_distill(src, ws, extra)
+                res[name].append({"wall_s": wall, "command_seconds": secs, "process_cpu_s": cpu})
+                print(f"pair {i + 1}: {name}: process {wall:.2f} s ({cpu:.2f} s CPU), distill {secs:.2f} s", flush=True)
     (b, rb), (f, rf) = res.items()
     ratios = [y["wall_s"] / x["wall_s"] for x, y in zip(rb, rf)]
+    cpu_ratios = [y["process_cpu_s"] / x["process_cpu_s"] for x, y in zip(rb, rf)]
     out = {"machine": machine_line(), "load_average_at_start": load0, "load_average_at_end": os.getloadavg(),
-           "workspace": a.workspace, "runs": res, "after_over_before_wall_per_pair": ratios}
+           "workspace": a.workspace, "runs": res, "after_over_before_wall_per_pair": ratios,
+           "after_over_before_cpu_per_pair": cpu_ratios}
     Path(a.out).write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
 

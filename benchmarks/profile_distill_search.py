@@ -21,7 +21,7 @@ from inficond.students import lambda_for_sparsity
 
 GROUPS = {  # (file suffix, function) -> part; tottime (own time, incl. the BLAS calls it makes)
     "Newton models (working sets, Hessians X'SX by syrk, line search)": [("_solvers.py", "solve_cd")],
-    "gradients (2 products per outer iteration, now 1)": [("_solvers.py", "smooth_loss_grad"),
+    "gradients (R'Z each outer iteration; Z W' at each fit's start)": [("_solvers.py", "smooth_loss_grad"),
                                                           ("_solvers.py", "_loss_grad_at_logits")],
     "sub-problems: active-set steps (Python + einsum)": [("_solvers.py", "_feature_sign")],
     "sub-problems: batched linear solves (LAPACK)": [("_linalg.py", "solve")],
@@ -63,7 +63,7 @@ def main(argv=None) -> None:
           f"<= {a.max_concepts} concepts per class; load average {os.getloadavg()[0]:.2f}")
     print(f"search + final cold fit: {cpu:.2f} s CPU ({wall:.2f} s wall; profiled, so slower than unprofiled)")
     print(f"solver calls (batched over classes) {calls.get('solve_cd', 0)}, outer iterations "
-          f"{calls.get('smooth_loss_grad', 0) + calls.get('_loss_grad_at_logits', 0)}, sub-problems "
+          f"{calls.get('_loss_grad_at_logits', 0)}, sub-problems "
           f"{calls.get('_solve_quadratic', 0)}, of which finished by coordinate descent "
           f"{calls.get('_cd_quadratic', 0)}, batched linear solves {calls.get('solve', 0)}")
     print("| part | CPU s | share |\n|---|---:|---:|")
