@@ -82,15 +82,18 @@ def run_prepare(kind: str, src: Path, data: str, out: Path, limit: int, cache: P
     args = ["prepare", "--data", data, "--out", str(out), "--limit", str(limit)]
     cmd = [sys.executable, "-c", PLAIN, *args] if kind == "plain" else [sys.executable, "-m", "inficond.cli", *args]
     load = os.getloadavg()[0]
+    cpu0 = os.times()
     t = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
+    cpu1 = os.times()
+    cpu = (cpu1.children_user - cpu0.children_user) + (cpu1.children_system - cpu0.children_system)
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} prepare failed:\n{proc.stderr[-3000:]}")
     from inficond.store.workspace import Workspace
 
     rep = Workspace(out).get_meta("prepare_report")
-    return {"kind": kind, "wall": wall, "images": rep["n_processed_now"], "encode_seconds": rep.get("encode_seconds"),
+    return {"kind": kind, "wall": wall, "cpu": cpu, "images": rep["n_processed_now"], "encode_seconds": rep.get("encode_seconds"),
             "load_before": load, "load_after": os.getloadavg()[0]}
 
 
@@ -147,21 +150,25 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    med = {k: {m: statistics.median(x[m] for x in runs if x["kind"] == k) for m in ("wall", "encode_seconds")} for k in kinds}
+    med = {k: {m: statistics.median(x[m] for x in runs if x["kind"] == k) for m in ("wall", "cpu", "encode_seconds")}
+           for k in kinds}
     n = runs[0]["images"]
     ref = med.get("base", med[kinds[0]])
     lines = [f"`benchmarks/bench_prepare.py --base {a.base[:10]} --limit {a.limit} --rounds {a.rounds} --cache {a.cache}`: "
              f"{n} images, {a.rounds} interleaved rounds, medians.", "",
              f"Machine: {machine_line()}." + (f" {a.note}" if a.note else ""), "",
-             "| contender | whole (s) | images/s (whole) | image loop (s) | speed vs base (whole / loop) | identical to the first run |",
-             "|---|---|---|---|---|---|"]
+             "| contender | whole (s) | images/s (whole) | image loop (s) | CPU (s, user + sys) | speed vs base (whole / loop) "
+             "| CPU vs base | identical to the first run |",
+             "|---|---|---|---|---|---|---|---|"]
     for k in kinds:
         m = med[k]
         same = all(x["identical_to_first"] for x in runs if x["kind"] == k)
-        lines.append(f"| {k} | {m['wall']:.1f} | {n / m['wall']:.2f} | {m['encode_seconds']:.1f} | "
-                     f"{ref['wall'] / m['wall']:.2f} × / {ref['encode_seconds'] / m['encode_seconds']:.2f} × | {'yes' if same else 'NO'} |")
-    lines += ["", "Every run (whole s / loop s / 1-min load before → after): " + "; ".join(
-        f"{x['kind']} {x['wall']:.1f} / {x['encode_seconds']:.1f} / {x['load_before']:.1f} → {x['load_after']:.1f}" for x in runs)]
+        lines.append(f"| {k} | {m['wall']:.1f} | {n / m['wall']:.2f} | {m['encode_seconds']:.1f} | {m['cpu']:.0f} | "
+                     f"{ref['wall'] / m['wall']:.2f} × / {ref['encode_seconds'] / m['encode_seconds']:.2f} × | "
+                     f"{m['cpu'] / ref['cpu']:.2f} | {'yes' if same else 'NO'} |")
+    lines += ["", "Every run (whole s / loop s / CPU s / 1-min load before → after): " + "; ".join(
+        f"{x['kind']} {x['wall']:.1f} / {x['encode_seconds']:.1f} / {x['cpu']:.0f} / {x['load_before']:.1f} → "
+        f"{x['load_after']:.1f}" for x in runs)]
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"prepare_{tag}.md").write_text("\n".join(lines) + "\n")
     (RESULTS / f"prepare_{tag}.json").write_text(json.dumps(

@@ -222,14 +222,15 @@ def test_effnet_teacher_fit_save_load_round_trip(voc_subset, tmp_path):
     assert not create_teacher("effnet-lite2", ["cat"], workspace=tmp_path).is_fitted, "other classes: refit"
 
 
-def test_effnet_teacher_thread_count_does_not_change_features(voc_subset):
-    """prepare runs the teacher on one thread beside the encoder: the features must not depend on it."""
+def test_effnet_teacher_threads_and_batch_size_do_not_change_features(voc_subset):
+    """prepare runs the teacher on one thread, one image per pass, beside the encoder: the features
+    must not depend on either."""
     ds = load_dataset(voc_subset)
     imgs = [load_image(ds.paths[i]) for i in ds.indices("val")[:3]]
-    one = EffNetTeacher(CLASSES, n_threads=1)
+    one = EffNetTeacher(CLASSES, n_threads=1, batch_size=1)
     one.load_models()
     assert one._session is not None  # loaded before the first batch
-    np.testing.assert_array_equal(one.features(imgs), EffNetTeacher(CLASSES, n_threads=2).features(imgs))
+    np.testing.assert_array_equal(one.features(imgs), EffNetTeacher(CLASSES, n_threads=2, batch_size=8).features(imgs))
 
 
 def test_effnet_teacher_errors(tmp_path):
