@@ -439,7 +439,7 @@ def _newton_polish(H, g, w0, lam, lo, hi, x):
 
 
 def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20, sweeps=30, max_ws=200,
-             active_sweeps=10, duplicates=None, grow_frac=0.3, inner_frac=0.1, verbose=False):
+             active_sweeps=10, duplicates=None, grow_frac=0.3, inner_frac=1e-3, verbose=False):
     """Proximal Newton with working sets; sub-problems by :func:`_solve_quadratic`.
 
     Each outer iteration: one gradient for all classes (two matrix products), KKT check, then
@@ -456,9 +456,11 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
     here when None) are merged by :func:`_merge_duplicates`, which makes the optimum, and so
     the number of non-zeros, independent of the path taken to it.
 
-    ``grow_frac=0.3`` and ``inner_frac=0.1`` were chosen on the development workspace's
-    sparsity search (smaller working sets: each Newton model costs ``n * m^2``; a tighter
-    inner solve: fewer outer iterations), with the same lam, non-zeros and objective.
+    ``grow_frac=0.3`` and ``inner_frac=1e-3`` were chosen on the development workspace's
+    sparsity search, with the same lam, non-zeros and objective: smaller working sets (each
+    Newton model costs ``n * m^2``), and sub-problems solved nearly exactly (the active-set
+    step makes that cheap; at 0.1 each outer iteration cut the KKT violation only ~10-fold,
+    and the search took 138 outer iterations instead of 89).
     """
     n, C = Z.shape
     K = P.shape[1]
@@ -571,7 +573,6 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
             B[k] = w0[i, m - 1] + alpha[i] * D[i, m - 1]
             n_iter[k] += 1
         M[:, ks[~todo]] = Mt[:, ~todo]  # the logits at the accepted points
-        inner_tol = max(min(inner_tol, 0.1 * float(kkt[ks].max())), 1e-12)
     if dense.any():
         ks = np.flatnonzero(dense)
         r = solve_lbfgsb(Z, P[:, ks], lam[ks], lower[ks], upper[ks], W[ks], B[ks], tol=tol)
