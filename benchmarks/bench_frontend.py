@@ -1,8 +1,8 @@
 """Front-end timings in headless Chromium, and server start time, on a real workspace.
 
     nice -n 10 python benchmarks/bench_frontend.py --workspace workspaces/dev
-    # paired with an older checkout (e.g. `git worktree add /tmp/base <commit>`, front end built there):
-    nice -n 10 python benchmarks/bench_frontend.py --workspace workspaces/dev --baseline /tmp/base
+    # paired with an older checkout (e.g. `git worktree add ../base <commit>`, front end built there):
+    nice -n 10 python benchmarks/bench_frontend.py --workspace workspaces/dev --baseline ../base
 
 Measured (issue 10's targets in brackets):
 
@@ -216,14 +216,18 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     load = os.getloadavg()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                           text=True).stdout.strip()
+    commit += " plus uncommitted changes" if dirty else " (clean)"
     text = [
         "# Front end and start-up (Chromium, real workspace)", "",
         f"Workspace `{Path(a.workspace).name}` (a copy per server), {res['this'].get('n_classes')} classes; headless "
         "Chromium (/usr/bin/chromium via Playwright), 1440x900; server `inficond serve` in its own process; "
         f"{a.rounds} server starts per side, {a.renders} page loads and {a.tunes} tune round trips per start, "
-        f"each class clicked once per start. Code: this checkout (HEAD {commit} plus its working tree).", "",
+        f"each class clicked once per start. Code: {commit}.", "",
         *table(res["this"], res.get("baseline")), "",
     ]
+    bc = None
     if baseline:
         bc = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=baseline, capture_output=True, text=True).stdout.strip()
         text += [f"Baseline: {bc} in interleaved rounds (A B, B A, ...):", "", *table(res["baseline"], None), ""]
@@ -233,7 +237,7 @@ def main() -> None:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(text)
     Path(a.out).with_suffix(".json").write_text(json.dumps(
-        {"results": res, "baseline": str(baseline) if baseline else None, "machine": machine_line(),
+        {"results": res, "commit": commit, "baseline_commit": bc, "machine": machine_line(),
          "load_start": load0, "load_end": load}, indent=1))
     print(text)
 
