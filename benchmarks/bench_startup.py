@@ -1,6 +1,6 @@
 """Server start-up and ``inficond --help``, old commit against new, paired and interleaved.
 
-    nice -n 10 python benchmarks/bench_startup.py --base b00fdda --workspace workspaces/dev --rounds 9
+    nice -n 10 python benchmarks/bench_startup.py --base b00fdda --new HEAD --workspace workspaces/dev --rounds 9
 
 Times, for each code version in turn within each round (the order alternates, so a load spike
 hits both sides alike):
@@ -10,9 +10,10 @@ hits both sides alike):
 2. ``inficond --help``: spawn to exit;
 3. ``import inficond.server.app`` alone: spawn to exit.
 
-The old version runs from a git worktree of ``--base`` (made in a temporary folder, removed at
-the end; its front end is the current build, linked in), the new one from this checkout's
-``src``; both with this checkout's virtual environment, through ``PYTHONPATH``. The workspace
+Each version runs from a git worktree of its revision (``--base``, ``--new``; made in a temporary
+folder, removed at the end; the front end is this checkout's build, linked in), or ``--new .``
+from this checkout's ``src`` as it is; both with this checkout's virtual environment, through
+``PYTHONPATH``. The workspace
 is a working copy (SQLite copied, arrays hard-linked), shared by both. It also lists the heavy
 packages each version's server process has imported once it has answered (scikit-learn, torch,
 onnxruntime, ...), read from a probe process that builds the app as ``inficond serve`` does.
@@ -112,6 +113,7 @@ def worktree(rev: str, dst: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True, help="git revision of the old code")
+    ap.add_argument("--new", default="HEAD", help="git revision of the new code, or '.' for this checkout's src")
     ap.add_argument("--workspace", type=Path, default=REPO / "workspaces" / "dev")
     ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "startup")
@@ -120,13 +122,14 @@ def main() -> None:
         raise SystemExit(f"{a.workspace} is not a workspace (no workspace.sqlite)")
     base_rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", a.base], check=True,
                               capture_output=True, text=True).stdout.strip()
-    head_rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], check=True,
-                              capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"], check=True,
-                                capture_output=True, text=True).stdout.strip())
+    head_rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD" if a.new == "." else a.new],
+                              check=True, capture_output=True, text=True).stdout.strip()
+    dirty = a.new == "." and bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+                                                 check=True, capture_output=True, text=True).stdout.strip())
     tmp = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     try:
-        versions = {"old": worktree(a.base, tmp / "old"), "new": REPO / "src"}
+        versions = {"old": worktree(a.base, tmp / "old"),
+                    "new": REPO / "src" if a.new == "." else worktree(a.new, tmp / "new")}
         ws = working_copy(a.workspace, tmp / "ws")
         load_before = os.getloadavg()
         heavy = {name: heavy_loaded(src, ws) for name, src in versions.items()}
@@ -148,8 +151,10 @@ def main() -> None:
                 for task in tasks), flush=True)
         load_after = os.getloadavg()
     finally:
-        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / "old")],
-                       capture_output=True)
+        for name in ("old", "new"):
+            if (tmp / name).exists():
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / name)],
+                               capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
     rows = []
