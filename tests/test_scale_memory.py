@@ -46,3 +46,18 @@ def test_standardize_rows_in_blocks_equals_the_whole_formula():
     assert Z.dtype == np.float64 and Z.flags.c_contiguous
     assert np.array_equal(Z, (X[rows] - mean) / scale)  # the same values, bit for bit
     assert _standardize_rows(X, rows[:0], mean, scale).shape == (0, 7)
+
+
+def test_float32_rows_index_like_the_float32_copy(tmp_path):
+    from inficond.store.workspace import Float32Rows
+
+    rng = np.random.default_rng(7)
+    path = tmp_path / "a.npy"
+    np.save(path, rng.normal(size=(50, 6)).astype(np.float16))
+    mm = np.load(path, mmap_mode="r")
+    X, F = np.asarray(mm, dtype=np.float32), Float32Rows(mm)
+    rows = np.array([3, 1, 40, 40])
+    for idx in (rows, (rows, 2), (slice(None), [0, 5]), 7, (7, 1)):
+        got = F[idx]
+        assert np.asarray(got).dtype == np.float32 and np.array_equal(got, X[idx])
+    assert F.shape == X.shape and len(F) == 50 and np.array_equal(np.asarray(F), X)

@@ -38,7 +38,7 @@ from inficond.analysis.metrics import metrics_batch
 from inficond.analysis.suggest import group_suspects, rank_erase_moves, shortcut_suspects
 from inficond.analysis.whatif import influence_grid
 from inficond.exceptions import ArgumentError, TuningError, UnknownNameError, VoteConflictError, WorkspaceError
-from inficond.store.workspace import PENDING_PATCHES_KEY, Workspace
+from inficond.store.workspace import PENDING_PATCHES_KEY, Float32Rows, Workspace
 from inficond.students import ConceptStudent, Instruction, ProvenanceLog, apply_tuning, export_student, lambda_for_sparsity
 from inficond.students.provenance import widen_student
 from inficond.students.tuning import ERASE_HOW, MODES as TUNE_MODES, carry_step_params, reference_influence, tune_bounds
@@ -148,9 +148,10 @@ class Session:
         return self.ws.path
 
     @cached_property
-    def X(self) -> np.ndarray:
-        """Concept vectors, (n_images, n_concepts) float32."""
-        return np.asarray(self.ws.array("concept_vectors"), dtype=np.float32)
+    def X(self) -> Float32Rows:
+        """Concept vectors, (n_images, n_concepts): indexing gives float32 arrays, read from the
+        memory-mapped file (no float32 copy of the whole array held; see Float32Rows)."""
+        return Float32Rows(self.ws.array("concept_vectors"))
 
     @cached_property
     def T(self) -> np.ndarray:
