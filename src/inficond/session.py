@@ -706,8 +706,10 @@ class Session:
             before = {s: self._class_metrics(k, s) for s in ("val", "test")}
             fid_before = self._fidelity(k)
             t0 = time.perf_counter()
-            new_student, history = apply_tuning(self.student, self.X[train], self.T[train], parsed, self.history,
-                                                labels=self.Y[train] if label_weight else None, **params)
+            # the refit reads the kept Z of train (the step keeps the standardisation): no copy of X
+            new_student, history = apply_tuning(self.student, None, self.T[train], parsed, self.history,
+                                                labels=self.Y[train] if label_weight else None,
+                                                Z=self._Z("train"), **params)
             ms = (time.perf_counter() - t0) * 1000
             after = {s: self._class_metrics(k, s, new_student) for s in ("val", "test")}
             align = {s: (self._alignment(k, s), self._alignment(k, s, new_student)) for s in ("val", "test")}
@@ -925,7 +927,7 @@ class Session:
                 try:
                     self._raise_conflicts(ki, parsed)
                     params = self._step_params(parent, parsed, TUNE_FACTOR, "error", "bound", True, "marginal", 0.0)
-                    st, _ = apply_tuning(self.student, self.X[train], self.T[train], parsed, self.history, **params)
+                    st, _ = apply_tuning(self.student, None, self.T[train], parsed, self.history, Z=Z, **params)
                 except (TuningError, VoteConflictError):  # e.g. the concept was voted up before
                     after.append(None)
                     continue
