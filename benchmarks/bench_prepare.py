@@ -1,6 +1,6 @@
 """Whole `inficond prepare`, paired: a base commit's code against this checkout's, same images, same run.
 
-    .venv/bin/python benchmarks/bench_prepare.py --base COMMIT [--limit 100] [--rounds 2] [--cache warm|cold]
+    .venv/bin/python benchmarks/bench_prepare.py [--base COMMIT] [--limit 100] [--rounds 2] [--cache warm|cold]
 
 Contenders, each a fresh ``python -m inficond.cli prepare`` process writing a fresh workspace:
 
@@ -44,6 +44,9 @@ from machine import machine_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
+#: the last commit before the threaded local pipeline and the model-loading caches (the baseline
+#: of the figures in BENCHMARKS.md, "Prepare throughput")
+BEFORE_PIPELINE = "8e824f8e44bc41a5055fb98f29bfdfbb7a9cbdd2"
 
 # The plain per-image loop, run in a child process on this checkout's code: the pipeline driver
 # is swapped for a loop that decodes one image and runs every stage on it before the next.
@@ -115,7 +118,8 @@ def same_workspace(a: Path, b: Path) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "voc2012-subset"))
-    ap.add_argument("--base", required=True, help="commit whose code is the baseline (e.g. the commit before the change)")
+    ap.add_argument("--base", default=BEFORE_PIPELINE,
+                    help="commit whose code is the baseline (default: the last one before the local pipeline)")
     ap.add_argument("--limit", type=int, default=100, help="first N images of each split (default 100: 300 images)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache", choices=("warm", "cold"), default="warm")

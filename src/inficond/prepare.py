@@ -76,8 +76,9 @@ def concept_text(enc, texts: list[str]) -> np.ndarray:
     """(len(texts), D) float32 ``enc.encode_text(texts)``, kept on disk by the encoder's identity and the texts.
 
     The default corpus is the same for every workspace, and embedding its words (MiniLM, 5 prompts
-    x 642 words, plus importing sentence-transformers) was most of a small ``prepare``: about 30 s
-    of 31. The cache holds exactly what ``encode_text`` returned, so a hit gives the same bytes.
+    x 642 words, plus importing sentence-transformers) took 38 of the 85 s of a profiled
+    ``prepare --limit 24``. The cache holds exactly what ``encode_text`` returned, so a hit gives
+    the same bytes.
     It lives beside the encoders' ONNX exports (``$INFICOND_CACHE`` or ``~/.cache/inficond``).
     """
     from inficond.encoders.conse_effnet import cache_dir
@@ -347,7 +348,8 @@ def prepare(
         workers, threads = pipeline_threads()
         with _torch_threads(threads):
             if batches:
-                stages.load(threads)
+                # a thread count the caller chose for the encoder is kept
+                stages.load(threads, encoder_threads="num_threads" not in (encoder_kwargs or {}))
             done_now = _run_batches_locally(stages, batches, paths, ids, write, workers=workers)
     else:
         from inficond.prepare_ray import run_batches_on_ray
@@ -455,13 +457,14 @@ class BatchStages:
         v, a = map_concepts(regions, counts, self.text)
         return regions, boxes, counts, v.astype(np.float16), a
 
-    def load(self, threads: int | None = None) -> None:
-        """Load the models now (not racing inside the first tasks), each on ``threads`` CPU threads.
+    def load(self, threads: int | None = None, encoder_threads: bool = True) -> None:
+        """Load the models now (not racing inside the first tasks), each on ``threads`` CPU threads
+        (the encoder too unless ``encoder_threads`` is False).
 
-        The thread count does not change the outputs (ONNX Runtime, checked in tests/test_prepare.py).
+        The thread count does not change the outputs (tests/test_encoders.py, tests/test_teachers.py).
         """
         for model, attr in ((self.enc, "num_threads"), (self.teach, "n_threads")):
-            if threads is not None and hasattr(model, attr):
+            if threads is not None and hasattr(model, attr) and (encoder_threads or model is not self.enc):
                 setattr(model, attr, int(threads))
         if threads == 1 and hasattr(self.teach, "n_threads") and hasattr(self.teach, "batch_size"):
             # On one thread one image per pass costs the least CPU (EfficientNet-Lite2 at 384 px,
