@@ -152,6 +152,8 @@ def _sync(folder: Path) -> None:
     if hasattr(os, "sync"):
         os.sync()
         return
+    if not folder.is_dir():
+        return
     for f in folder.iterdir():
         with open(f, "rb+") as fh:
             os.fsync(fh.fileno())
