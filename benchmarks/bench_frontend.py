@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -47,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_scale import free_port, pct, working_copy  # noqa: E402
+from bench_scale import pct, start_server, working_copy  # noqa: E402
 from bench_server import CHROMIUM_ARGS  # noqa: E402
 from machine import machine_line  # noqa: E402
 
@@ -75,26 +74,6 @@ RENDERED_JS = """() => (document.querySelector('[data-testid=config-student-map]
     && document.querySelector('[data-testid=view-detail] .empty, [data-testid=detail-gallery]')
     && document.querySelector('[data-testid=prov-step]')
     && !document.querySelector('[aria-busy=true]')) ? performance.now() : false"""
-
-
-def start_server(ws: Path, src: Path | None) -> tuple[subprocess.Popen, str, float]:
-    """``inficond serve`` on ``ws`` from the code in ``src`` (None: this checkout); seconds to its first answer."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "inficond.cli", "serve", str(ws), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
-        try:
-            if httpx.get(base + "/api/summary", timeout=60).status_code == 200:
-                return proc, base, time.perf_counter() - t0
-        except httpx.TransportError:
-            time.sleep(0.05)
 
 
 def first_render(browser, base: str, runs: int) -> list[float]:

@@ -124,12 +124,16 @@ def run_distill(ws: Path, timeout: float, lam: float | None = None) -> dict:
     return {"wall_s": round(wall, 2), "engine_s": float(m[1]) if m else None, "lam": lam}
 
 
-def start_server(ws: Path) -> tuple[subprocess.Popen, str, float]:
+def start_server(ws: Path, src: Path | None = None) -> tuple[subprocess.Popen, str, float]:
+    """``inficond serve`` on ``ws`` from the code in ``src`` (None: this checkout); seconds to its first answer."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src) + os.pathsep + env.get("PYTHONPATH", "")
     t0 = time.perf_counter()
     proc = subprocess.Popen(inficond("serve", str(ws), "--port", str(port)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     while True:
         if proc.poll() is not None:
             raise SystemExit(f"server exited: {proc.stderr.read()[-2000:]}")
