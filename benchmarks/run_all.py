@@ -1,4 +1,8 @@
-"""Run every benchmark script and gather benchmarks/results/*.md into BENCHMARKS.md."""
+"""Run every benchmark script and gather benchmarks/results/*.md into benchmarks/results/ALL.md.
+
+BENCHMARKS.md is written by hand from these results (paired tables, what limits each figure), so a
+run never overwrites it: compare ALL.md with it and update the sections whose figures moved.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +17,20 @@ ORDER = ["prepare", "encoder_throughput", "zero_shot", "distill", "distill_100",
          "server"]
 
 
-def gather() -> None:
-    parts = ["# Benchmarks", "",
-             "Every figure below is written by a script in `benchmarks/` (`make bench` runs them all);",
-             "each section names the machine it ran on. Timings are wall-clock on a shared 2-core VM.", ""]
-    results = sorted((HERE / "results").glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
-    for p in results:
+def gather(results: Path = HERE / "results", out: Path | None = None) -> Path:
+    """Every ``results/*.md`` (but ``out``) in ``ORDER``, the others after by name, as one file."""
+    out = results / "ALL.md" if out is None else out
+    parts = ["# Benchmark results, as the scripts wrote them", "",
+             "Gathered by `benchmarks/run_all.py`; BENCHMARKS.md quotes them with the analysis.", ""]
+    files = sorted((p for p in results.glob("*.md") if p != out),
+                   key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    for p in files:
         text = p.read_text().strip()
         if text.startswith("# "):  # a result file is one section: demote all its headings a level
             text = "\n".join("#" + line if line.startswith("#") else line for line in text.splitlines())
         parts += [text, ""]
-    (HERE.parent / "BENCHMARKS.md").write_text("\n".join(parts))
+    out.write_text("\n".join(parts))
+    return out
 
 
 def main() -> None:
@@ -52,7 +59,7 @@ def main() -> None:
         for script, *args in runs:
             print(f"== {script} {' '.join(args)}", flush=True)
             subprocess.run([sys.executable, str(HERE / script), *args], check=True, env=env)
-    gather()
+    print(f"gathered into {gather()}")
 
 
 if __name__ == "__main__":
