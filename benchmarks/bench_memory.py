@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -35,8 +34,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_scale import cache_dir, cached_workspace, proc_mem, run_distill, start_server, timed, views, working_copy  # noqa: E402
-from bench_startup import worktree  # noqa: E402
+from bench_scale import (cache_dir, cached_workspace, proc_mem, run_distill, start_server, stop_server,  # noqa: E402
+                         timed, views, working_copy)
+from bench_startup import remove_worktrees, worktree  # noqa: E402
 from machine import machine_line  # noqa: E402
 from synthetic_workspace import synthetic_info  # noqa: E402
 
@@ -78,12 +78,7 @@ def serve_and_measure(src: Path, ws: Path, rounds: int) -> dict:
         return {"start_s": round(start_s, 2), "after_views": after_views, "end": proc_mem(proc.pid),
                 "tune_ms": tune_ms}
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def main() -> None:
@@ -124,11 +119,7 @@ def main() -> None:
             res[name] = serve_and_measure(src, working_copy(distilled, tmp / f"ws-{name}"), a.rounds)
             print(f"[SYNTHETIC {a.n}] {name}: {res[name]}", flush=True)
     finally:
-        for name in ("old", "new"):
-            if (tmp / name).exists():
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / name)],
-                               capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_worktrees(tmp)
 
     info = synthetic_info(distilled)
     rows = [("VmRSS after every view once", "after_views", "VmRSS"),

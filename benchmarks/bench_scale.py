@@ -144,6 +144,16 @@ def start_server(ws: Path, src: Path | None = None) -> tuple[subprocess.Popen, s
             time.sleep(0.05)
 
 
+def stop_server(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """Ctrl-C the server as a user would; kill it if it has not stopped after ``timeout`` seconds."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def timed(client: httpx.Client, method: str, url: str, **kw) -> tuple[float, httpx.Response]:
     t0 = time.perf_counter()
     r = client.request(method, url, **kw)
@@ -231,11 +241,7 @@ def bench_one(source: Path, n: int, a) -> dict:
                       flush=True)
             print(f"[SYNTHETIC {n}] tune {out['tune']}  memory {out['mem_end_mib']}", flush=True)
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     finally:
         shutil.rmtree(ws.parent, ignore_errors=True)
     return out

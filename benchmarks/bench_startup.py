@@ -110,6 +110,15 @@ def worktree(rev: str, dst: Path) -> Path:
     return dst / "src"
 
 
+def remove_worktrees(tmp: Path) -> None:
+    """Remove the ``old``/``new`` worktrees :func:`worktree` made under ``tmp``, then ``tmp``."""
+    for name in ("old", "new"):
+        if (tmp / name).exists():
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / name)],
+                           capture_output=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", required=True, help="git revision of the old code")
@@ -151,11 +160,7 @@ def main() -> None:
                 for task in tasks), flush=True)
         load_after = os.getloadavg()
     finally:
-        for name in ("old", "new"):
-            if (tmp / name).exists():
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tmp / name)],
-                               capture_output=True)
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_worktrees(tmp)
 
     rows = []
     for task in tasks:
