@@ -285,9 +285,13 @@ def test_identical_columns_get_one_weight_whatever_the_start():
         assert_kkt(Z, P, r, lam[:, None], lo, hi, atol=1e-8)  # optimal for the original, unpinned problem
     np.testing.assert_array_equal(cold.coef != 0, warm.coef != 0)
     np.testing.assert_allclose(cold.coef, warm.coef, atol=1e-7)
-    # a bound on one copy keeps the copies apart in that class (a vote decides there)
+    # a bound on one copy bounds the group's one influence (the intersection of the copies' bounds),
+    # and it goes on the copy whose bound excludes 0; the other classes are untouched
+    w = plain.coef[0, c]
     hi2 = hi.copy()
-    hi2[0, 20] = 0.0
+    hi2[0, 21] = -abs(w) if w > 0 else w / 2  # binding either way, and excluding 0
     r = S.solve_cd(Z, P, lam, lo, hi2, np.zeros((K, C)), np.zeros(K), tol=1e-10)
-    assert_kkt(Z, P, r, lam[:, None], lo, hi2, atol=1e-8)
+    assert r.coef[0, 21] <= hi2[0, 21] and r.coef[0, c] == 0 and r.coef[0, 20] == 0
+    assert r.kkt.max() <= 1e-10  # optimal for the merged problem
     assert np.all(r.coef[1:, 20:] == 0)
+    np.testing.assert_allclose(r.coef[1:], cold.coef[1:], atol=1e-12)

@@ -23,7 +23,7 @@ Solvers
              clip to the bounds) as the fallback. Default: the fastest to 1e-8 KKT accuracy
              for sparse students (see ``benchmarks/bench_distill.py``); classes with over 200
              concepts in the working set are handed to L-BFGS-B. Identical concept columns
-             (aliases) get one weight, on the first of them, where unbounded.
+             (aliases) get one weight, bounded by the intersection of their bounds.
 ``fista``    accelerated proximal gradient, per-class backtracking and adaptive restart.
 ``lbfgsb``   scipy's L-BFGS-B on split weights ``w = p - q`` (p, q >= 0, bounds native).
 ``adam-paper`` the original recipe (torch Adam, lr 0.2, batch 2,084, 10 epochs, L1 1e-4).
@@ -40,6 +40,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.special import expit
+
+from inficond.exceptions import TuningError
 
 __all__ = [
     "SOLVERS",
@@ -166,29 +168,47 @@ def _duplicate_columns(Z) -> list[np.ndarray]:
 
 
 def _merge_duplicates(Z, W, lower, upper, groups=None):
-    """Give each group of identical columns one weight, on its first member, where unbounded.
+    """Give each group of identical columns one weight, within the intersection of its bounds.
 
     Splitting a weight among identical columns changes neither the fit nor the L1 norm, so
     the optimum is not unique there and the split (and the number of non-zeros) would depend
-    on the solver's path. In each class where no member of a group is bounded, the members'
-    weights are summed onto the first and the others are pinned at 0 (bounds 0, 0 in the
-    copies returned); a solution of the pinned problem is optimal for the original one, since
-    the pinned members have the same gradient as the first. Bounded groups stay as they are.
-    Returns ``W, lower, upper`` (copies where changed).
+    on the solver's path. The group's influence is the sum of its members' weights; in every
+    class it goes on one member, the *representative*, and the others are pinned at 0
+    (bounds 0, 0 in the copies returned). A solution of the pinned problem is optimal for the
+    merged one, since the pinned members have the same gradient as the representative.
+
+    Bounds (votes) on members bound the group's influence: it must lie in the intersection
+    ``[max lower, min upper]`` of its members' bounds, else a vote on one alias would not bind
+    its twin and a refit could move the weight onto the twin. The representative is the first
+    member whose own bounds exclude 0 (a vote that moved the concept away from 0), else the
+    first member, so every member's weight stays within its own bounds. Raises
+    :class:`TuningError` where the intersection is empty, or where two members' bounds both
+    exclude 0 (their influence is one number: one vote must go). Returns ``W, lower, upper``
+    (copies where changed).
     """
     groups = _duplicate_columns(Z) if groups is None else groups
     if not groups:
         return W, lower, upper
     lower, upper = lower.copy(), upper.copy()
     for g in groups:
-        rest = g[1:]
-        free = np.flatnonzero(np.all(np.isinf(lower[:, g]) & np.isinf(upper[:, g]), axis=1))
-        if not free.size:
-            continue
-        W[free, g[0]] += W[np.ix_(free, rest)].sum(axis=1)
-        W[np.ix_(free, rest)] = 0.0
-        lower[np.ix_(free, rest)] = 0.0
-        upper[np.ix_(free, rest)] = 0.0
+        lo_g, hi_g = lower[:, g], upper[:, g]  # (K, group size)
+        L, U = lo_g.max(axis=1), hi_g.min(axis=1)
+        excl = (lo_g > 0) | (hi_g < 0)  # a member whose own bounds exclude 0
+        bad = (L > U) | (excl.sum(axis=1) > 1)
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            shown = ", ".join(f"concept {c}: [{lower[k, c]:.4g}, {upper[k, c]:.4g}]" for c in g)
+            why = "do not intersect" if L[k] > U[k] else "both exclude 0"
+            raise TuningError(
+                f"concepts {g.tolist()} have identical vectors (aliases), so they have one influence on class "
+                f"{k}, but their bounds {why} ({shown}); undo the vote on all but one of them"
+            )
+        rep = g[np.argmax(excl, axis=1)]  # the first excluding member, or g[0] where none excludes 0
+        total = W[:, g].sum(axis=1)
+        W[:, g] = 0.0
+        W[np.arange(W.shape[0]), rep] = np.clip(total, L, U)
+        lower[:, g] = upper[:, g] = 0.0
+        lower[np.arange(W.shape[0]), rep], upper[np.arange(W.shape[0]), rep] = L, U
     return W, lower, upper
 
 

@@ -247,7 +247,10 @@ class ConceptStudent:
         T = _check_logits(teacher_logits, Z.shape[0], self.coef_.shape[0])
         _, G, _, _ = _solvers.smooth_loss_grad(Z, expit(T), self.coef_, self.intercept_)
         self._pad_bounds()
-        return _solvers.kkt_violation(self.coef_, G, self.lam_[:, None], self.lower_, self.upper_)
+        lower, upper = self.lower_, self.upper_
+        if self.solver == "cd":  # aliases as that solver sees them: one weight within their bounds' intersection
+            _, lower, upper = _solvers._merge_duplicates(Z, self.coef_.copy(), lower, upper)
+        return _solvers.kkt_violation(self.coef_, G, self.lam_[:, None], lower, upper)
 
     def _pad_bounds(self):
         """Make ``lower_``/``upper_`` match ``coef_`` (no bounds for concepts added after the fit)."""
