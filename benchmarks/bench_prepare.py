@@ -6,14 +6,15 @@ Contenders, each a fresh ``python -m inficond.cli prepare`` process writing a fr
 
 * ``base``: the code of ``--base`` (``git archive`` of its ``src/`` into a temporary folder, first
   on ``PYTHONPATH``);
-* ``new``: this checkout's code (the local pipeline);
+* ``new``: this checkout's code (the local pipeline), or with ``--new COMMIT`` that commit's
+  (extracted like the base, so other uncommitted work stays out of the figure);
 * ``plain``: this checkout's code with the batch loop replaced by a plain per-image loop (decode
   one image, run every stage on it, write it; the models on all cores), the baseline the issue
   asks for.
 
 Rounds are interleaved (base, new, plain, then reversed) so load changes on a shared machine hit
 every contender alike; the medians are reported, and every run with its load average. Every
-workspace's arrays, segments and patch rows are checked to be identical to the first run's.
+workspace's arrays, segments, patch rows and patch files are checked to be identical to the first run's.
 
 ``--cache warm``: the model cache (``$INFICOND_CACHE``, ONNX exports, MiniLM embeddings, the
 concept text) is filled by one untimed run of each contender first, as after a first ``prepare``.
@@ -112,7 +113,11 @@ def same_workspace(a: Path, b: Path) -> bool:
     for ws in (a, b):
         with sqlite3.connect(ws / "workspace.sqlite") as db:
             rows.append([db.execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in ("segments", "patches")])
-    return rows[0] == rows[1]
+    if rows[0] != rows[1]:
+        return False
+    files = [sorted((ws / "patches").iterdir()) for ws in (a, b)]  # the patch JPEGs, byte for byte
+    return [f.name for f in files[0]] == [f.name for f in files[1]] and all(
+        x.read_bytes() == y.read_bytes() for x, y in zip(*files))
 
 
 def main() -> None:
@@ -120,6 +125,8 @@ def main() -> None:
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "voc2012-subset"))
     ap.add_argument("--base", default=BEFORE_PIPELINE,
                     help="commit whose code is the baseline (default: the last one before the local pipeline)")
+    ap.add_argument("--new", default=".",
+                    help="commit whose code is 'new' and 'plain' ('.' = this checkout's src/, uncommitted work included)")
     ap.add_argument("--limit", type=int, default=100, help="first N images of each split (default 100: 300 images)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache", choices=("warm", "cold"), default="warm")
@@ -131,7 +138,8 @@ def main() -> None:
     tag = a.tag or f"limit{a.limit}_{a.cache}"
     tmp = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
     try:
-        srcs = {"base": base_tree(a.base, tmp / "base"), "new": ROOT / "src", "plain": ROOT / "src"}
+        new = ROOT / "src" if a.new == "." else base_tree(a.new, tmp / "new")
+        srcs = {"base": base_tree(a.base, tmp / "base"), "new": new, "plain": new}
         if a.cache == "warm":
             for k in kinds:  # fill the default cache as a first prepare would
                 run_prepare(k, srcs[k], a.data, tmp / f"warmup-{k}", min(a.limit, 4), None)
@@ -158,7 +166,7 @@ def main() -> None:
            for k in kinds}
     n = runs[0]["images"]
     ref = med.get("base", med[kinds[0]])
-    lines = [f"`benchmarks/bench_prepare.py --base {a.base[:10]} --limit {a.limit} --rounds {a.rounds} --cache {a.cache}`: "
+    lines = [f"`benchmarks/bench_prepare.py --base {a.base[:10]} --new {a.new[:10]} --limit {a.limit} --rounds {a.rounds} --cache {a.cache}`: "
              f"{n} images, {a.rounds} interleaved rounds, medians.", "",
              f"Machine: {machine_line()}." + (f" {a.note}" if a.note else ""), "",
              "| contender | whole (s) | images/s (whole) | image loop (s) | CPU (s, user + sys) | speed vs base (whole / loop) "
@@ -176,7 +184,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"prepare_{tag}.md").write_text("\n".join(lines) + "\n")
     (RESULTS / f"prepare_{tag}.json").write_text(json.dumps(
-        {"base": a.base, "limit": a.limit, "cache": a.cache, "machine": machine_line(), "note": a.note,
+        {"base": a.base, "new": a.new, "limit": a.limit, "cache": a.cache, "machine": machine_line(), "note": a.note,
          "median": med, "runs": runs}, indent=2))
     print("\n".join(lines))
 

@@ -444,3 +444,16 @@ def test_build_patches_writes_files_and_is_idempotent(workspace):
     assert sorted(p.name for p in (workspace.path / "patches").glob("c00000_r*.jpg")) == ["c00000_r00.jpg"]
     with pytest.raises(IndexError):
         build_patches(workspace, concept_idx=[99])
+
+
+def test_build_patches_on_threads_writes_what_one_thread_writes(workspace, monkeypatch):
+    import inficond.concepts.patches as patches_mod
+
+    built = {}
+    for threads in (1, 3):
+        monkeypatch.setattr(patches_mod, "_threads", lambda t=threads: t)
+        build_patches(workspace, per_concept=4, size=48)
+        rows = workspace.db.execute("SELECT * FROM patches ORDER BY concept_idx, rank").fetchall()
+        files = {f: (workspace.path / f).read_bytes() for *_, f in rows}
+        built[threads] = (rows, files)
+    assert built[1][0] and built[1] == built[3]

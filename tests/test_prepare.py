@@ -288,3 +288,33 @@ def test_pipeline_threads_splits_the_cores_between_two_workers():
     assert pipeline_threads(1) == (1, 1)
     assert pipeline_threads(2) == (2, 1)
     assert pipeline_threads(16) == (2, 8)
+
+
+_MODELS_WITHOUT_TORCH = r"""
+import sys
+from inficond.encoders.base import create_encoder
+from inficond.teachers import create_teacher
+
+enc = create_encoder("conse-effnet", num_threads=1)
+teach = create_teacher("effnet-lite2", ["a", "b"], n_threads=1)
+before = "torch" in sys.modules
+enc._runner = enc._make_runner()  # the cached ONNX export: no torch needed
+teach.load_models()
+print(before, "torch" in sys.modules)
+"""
+
+
+def test_encoder_and_teacher_build_and_load_their_onnx_models_without_torch(dev_data, tmp_path):
+    """``prepare`` imports torch on a background thread while the ONNX models load: building the
+    encoder and the teacher and opening their (cached) ONNX sessions must not import it first."""
+    prepare(dev_data, tmp_path / "ws", limit=1, batch_size=4, progress=False)  # fills the ONNX cache
+    run = subprocess.run([sys.executable, "-c", _MODELS_WITHOUT_TORCH], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["False", "False"]
+
+
+def test_prepare_leaves_no_preload_thread_running(dev_data, tmp_path):
+    import threading
+
+    prepare(dev_data, tmp_path / "ws", limit=1, batch_size=4, progress=False)
+    assert not [t for t in threading.enumerate() if t.name == "inficond-preload"]

@@ -84,26 +84,43 @@ def build_patches(ws, concept_idx=None, per_concept: int = 8, size: int = 112, q
     usable = ws.status == "done"
     paths = ws.image_paths
 
-    jobs: dict[int, list[tuple[int, int, int]]] = {}  # image -> [(concept, rank, region)]
+    jobs: dict[int, list[tuple[int, int, int, float]]] = {}  # image -> [(concept, rank, region, value)]
     for c in concepts:
         col = np.asarray(vectors[:, c], np.float32)
-        for rank, i in enumerate(top_images(col, usable, per_concept)):
-            jobs.setdefault(int(i), []).append((c, rank, int(argmax[i, c])))
+        top = top_images(col, usable, per_concept)
+        regs = np.asarray(argmax[top, c]) if len(top) else top  # one read per concept, not per patch
+        for rank, (i, r) in enumerate(zip(top.tolist(), regs.tolist())):
+            jobs.setdefault(i, []).append((c, rank, r, float(col[i])))
 
-    rows = []
-    for i in sorted(jobs):  # each image is decoded once, whatever the number of concepts using it
+    root = str(ws.path)
+    boxes_of = {i: np.asarray(boxes[i], np.float64) for i in jobs}
+
+    def crop_image(i: int) -> list[tuple]:
+        """Decode image ``i`` once and write all of its patches (whatever the number of concepts using it)."""
         try:
             with Image.open(paths[i]) as im:
                 img = im.convert("RGB")
         except OSError:
-            continue  # the image went missing since prepare: skip its patches
-        for c, rank, r in jobs[i]:
-            box = [float(v) for v in boxes[i, r]]
+            return []  # the image went missing since prepare: skip its patches
+        out = []
+        for c, rank, r, sim in jobs[i]:
+            box = boxes_of[i][r].tolist()
             buf = io.BytesIO()
             crop_box(img, box, size).save(buf, "JPEG", quality=quality)
             rel = patch_file(c, rank)
-            _write_unsynced(Path(ws.path) / rel, buf.getvalue())
-            rows.append((c, rank, i, r, float(vectors[i, c]), json.dumps([round(v, 5) for v in box]), rel))
+            _write_unsynced(os.path.join(root, rel), buf.getvalue())
+            out.append((c, rank, i, r, sim, json.dumps([round(v, 5) for v in box]), rel))
+        return out
+
+    if jobs:
+        os.makedirs(os.path.join(root, PATCH_DIR), exist_ok=True)
+    # Images on two threads: decoding, resizing, JPEG encoding and file creation release the GIL
+    # (5,136 patches of 72 images: 2.2-2.6 s on one thread). Each file and row is the same
+    # whatever the order; the rows are sorted below.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=_threads()) as pool:
+        rows = [row for part in pool.map(crop_image, sorted(jobs)) for row in part]
 
     # Ranks are renumbered after skipped images so each concept's ranks are 0..k-1.
     rows.sort(key=lambda t: (t[0], t[1]))
@@ -137,13 +154,18 @@ def build_patches(ws, concept_idx=None, per_concept: int = 8, size: int = 112, q
 _PATCH_NAME = re.compile(r"c(\d+)_r(\d+)\.jpg")
 
 
-def _write_unsynced(path: Path, data: bytes) -> None:
+def _threads() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cpus))
+
+
+def _write_unsynced(path: str, data: bytes) -> None:
     """Write through a temporary file and a rename (old or new, never half), without fsync: ``_sync``
     makes all of a build's files durable at once (an fsync of each file and of the folder per
-    patch took 11 of a small prepare's ~30 s)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    patch took 11 of a small prepare's ~30 s). The folder exists (``build_patches`` makes it)."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
 
 

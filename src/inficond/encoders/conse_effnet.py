@@ -374,9 +374,9 @@ class ConseEffnetEncoder:
         self.dim = 384
         self.max_regions = self.n_side**2 + int(self.whole_image)
         self.boxes = self._window_boxes()
-        import torch
-
-        self.num_threads = int(num_threads or torch.get_num_threads())
+        # None is resolved when the network is loaded (``_threads``): importing torch here would
+        # put its 1-2 s import in front of every run, and the ONNX path does not need torch.
+        self.num_threads = int(num_threads) if num_threads else None
         self.backend = backend
         self._runner = None
 
@@ -567,7 +567,14 @@ class ConseEffnetEncoder:
                 # The PyTorch module is built only to export it: loading it takes ~1 s a start.
                 if not path.exists():
                     _export_onnx(build(), path, self.image_size)
-                return _OnnxRunner(path, self.num_threads)
+                return _OnnxRunner(path, self._threads())
             except Exception as e:  # onnx/onnxruntime missing or broken: stay correct, just slower
                 warnings.warn(f"conse-effnet: ONNX backend unavailable ({e}); using PyTorch (slower)", stacklevel=3)
-        return _TorchRunner(build(), self.num_threads)
+        return _TorchRunner(build(), self._threads())
+
+    def _threads(self) -> int:
+        if self.num_threads:
+            return int(self.num_threads)
+        import torch
+
+        return torch.get_num_threads()

@@ -85,6 +85,12 @@ class _PooledFeatures:
         return PooledFeatures(net).eval()
 
 
+def _torch_threads() -> int:
+    import torch  # only when no thread count was given: torch takes 1-2 s to import
+
+    return torch.get_num_threads()
+
+
 def default_cache_dir() -> Path:
     """Where exported ONNX backbones are kept: ``$INFICOND_CACHE`` or ``~/.cache/inficond``."""
     return Path(os.environ.get("INFICOND_CACHE") or Path.home() / ".cache" / "inficond")
@@ -180,10 +186,11 @@ class EffNetTeacher:
         """onnxruntime session of the pooled-feature network, exporting it first if needed."""
         if self._session is None:
             import onnxruntime as ort
-            import torch
 
             path = self.onnx_path()
             if not path.is_file():
+                import torch
+
                 path.parent.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")  # concurrent runs: atomic rename
                 with warnings.catch_warnings():
@@ -193,7 +200,7 @@ class EffNetTeacher:
                                       dynamic_axes={"x": {0: "n"}, "features": {0: "n"}})
                 os.replace(tmp, path)
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads = int(self.n_threads or torch.get_num_threads())
+            opts.intra_op_num_threads = int(self.n_threads or _torch_threads())
             self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         return self._session
 
@@ -215,8 +222,6 @@ class EffNetTeacher:
         -------
         ndarray (n, n_features) float32 (n_features = 1280), non-negative.
         """
-        import torch
-
         out = []
         if self.backend == "onnx":
             sess = self._onnx_session()
@@ -224,6 +229,8 @@ class EffNetTeacher:
                 x = pil_to_batch(images[i : i + self.batch_size], self.image_size)
                 out.append(sess.run(None, {"x": x})[0])
         else:
+            import torch
+
             net = self.net
             with torch.inference_mode():
                 for i in range(0, len(images), self.batch_size):
