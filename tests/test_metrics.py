@@ -141,3 +141,31 @@ def test_fidelity_agreement_and_ap_vs_teacher():
     assert res["ap_vs_teacher"][1] is None
     assert res["ap_vs_teacher"][0] == pytest.approx(average_precision_score(T[:, 0] > 0, S[:, 0]))
     assert fidelity(T[:, 0], T[:, 0])["agreement"] == 1.0
+
+
+def _ap_by_argsort(y, s):
+    """The sort-based formula average_precision_batch used before: precision at each position of
+    the decreasing order, summed over the positives' positions (tie-free rows)."""
+    order = np.argsort(-s, kind="stable")
+    ys = np.asarray(y, bool)[order]
+    precision = np.cumsum(ys, dtype=np.float64) / np.arange(1, s.size + 1)
+    return np.where(ys, precision, 0.0).sum() / ys.sum()
+
+
+def test_average_precision_batch_is_the_sort_based_formula_bit_for_bit_without_ties():
+    """The binary-search AP puts each positive's precision where the sorted row had it, so a
+    tie-free row gives the same float, not just one within rounding (views compared old vs new)."""
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        n = int(rng.integers(2, 3000))
+        y = rng.random(n) < rng.uniform(0.02, 0.6)
+        y[int(rng.integers(n))] = True
+        S = rng.normal(size=(4, n))
+        got = average_precision_batch(y, S)
+        for i in range(4):
+            assert got[i] == _ap_by_argsort(y, S[i])
+        Y = rng.random((4, n)) < 0.3
+        Y[:, 0] = True
+        got = average_precision_batch(Y, S)
+        for i in range(4):
+            assert got[i] == _ap_by_argsort(Y[i], S[i])

@@ -108,3 +108,26 @@ def test_chunked_evaluation_gives_the_same_curves(student, monkeypatch):
         np.testing.assert_array_equal(chunked["values"][m], v)
     empty = whatif_curves(Z, w, b, y, [])
     assert empty["grid"].shape == (0, 21) and empty["values"]["ap"].shape == (0, 21)
+
+
+def test_scores_equal_the_product_over_every_concept(student):
+    """Weighted and unweighted concepts, products over the non-zero concepts only: the logits are
+    those of one dense product per modified student up to rounding, and bit for bit the
+    student's own at the current value."""
+    from inficond.analysis.whatif import whatif_scores
+
+    Z, w, b, y = student
+    concepts = np.array([0, 3, 9, 20, 7, 39])  # weights on 0, 3, 7 only
+    grid = influence_grid(w, concepts, 7)
+    got = whatif_scores(Z, w, b, concepts, grid)
+    for i, c in enumerate(concepts):
+        for j, v in enumerate(grid[i]):
+            w2 = w.copy()
+            w2[c] = v
+            np.testing.assert_allclose(got[i, j], Z @ w2 + b, rtol=0, atol=1e-12)
+            if v == w[c]:
+                assert np.array_equal(got[i, j], Z @ w + b)
+    # a student without weights: every modified logit is the intercept plus v * Z[:, c]
+    zero = whatif_scores(Z, np.zeros_like(w), b, concepts, grid)
+    np.testing.assert_allclose(zero, b + grid[:, :, None] * Z[:, concepts].T[:, None, :], rtol=0, atol=1e-12)
+

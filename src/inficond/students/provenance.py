@@ -133,7 +133,7 @@ class ProvenanceLog:
 
     def __init__(self, ws: Workspace):
         self.ws = ws
-        with ws.transaction() as db:
+        with ws.transaction(keeps_cache=True) as db:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     db.execute(stmt)
@@ -160,7 +160,7 @@ class ProvenanceLog:
         parameters are always stored and are what :meth:`replay` uses.
         """
         full = {"estimator": student.get_params(), "extra": params or {}}
-        with self.ws.transaction() as db:
+        with self.ws.transaction(keeps_cache=True) as db:
             sid = self._insert_state(db, None, "distill", student, full, {})
             self.ws.set_meta(HEAD_KEY, sid)
         return sid
@@ -179,7 +179,7 @@ class ProvenanceLog:
             raise TuningError(f"unknown step_params {sorted(unknown)}; use {', '.join(STEP_PARAMS)}")
         ins = [i.to_dict() if isinstance(i, Instruction) else Instruction.from_dict(i).to_dict() for i in instructions]
         params = {"estimator": student_after.get_params()}
-        with self.ws.transaction() as db:
+        with self.ws.transaction(keeps_cache=True) as db:
             sid = self._insert_state(db, int(parent_id), "tune", student_after, params, bounds_history)
             db.execute(
                 "INSERT INTO tuning_steps(state_id, instructions, step_params, metrics_before, metrics_after, "
@@ -271,7 +271,7 @@ class ProvenanceLog:
 
     # -- moving head -------------------------------------------------------------------------
     def _move_head(self, action: str, to_state: int) -> int:
-        with self.ws.transaction() as db:
+        with self.ws.transaction(keeps_cache=True) as db:
             db.execute(
                 "INSERT INTO student_head_moves(created_at, action, from_state, to_state) VALUES (?, ?, ?, ?)",
                 (_now(), action, self.head(), int(to_state)),
