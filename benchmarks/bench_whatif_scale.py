@@ -38,27 +38,33 @@ import numpy as np
 from inficond.analysis import rank_concepts, suggest_moves, whatif_curves
 from inficond.session import TUNE_FACTOR, Session
 from inficond.students.tuning import reference_influence
-s = Session(sys.argv[1]); classes = json.loads(sys.argv[2]); st = s.student
+s = Session(sys.argv[1]); classes = json.loads(sys.argv[2]); st = s.student; REPEAT = int(sys.argv[4])
 Zv, Zt = s._Z("val"), s._Z("train")
 out = {"curves_s": [], "moves_s": [], "curves": [], "moves": []}
 for k in classes:
     coef, b = st.coef_[k], float(st.intercept_[k]); dp, dn = s._discrepancy(k)
     yv, yt = s.Y[s.rows("val"), k], s.Y[s.rows("train"), k]
     top = [d["concept_idx"] for d in rank_concepts(coef, dp, dn, by="influence", k=10)]
-    t0 = time.perf_counter(); r = whatif_curves(Zv, coef, b, yv, top, metrics=("ap",))
-    out["curves_s"].append(time.perf_counter() - t0); out["curves"].append(r["values"]["ap"].tolist())
+    best = float("inf")
+    for _ in range(REPEAT):
+        t0 = time.perf_counter(); r = whatif_curves(Zv, coef, b, yv, top, metrics=("ap",))
+        best = min(best, time.perf_counter() - t0)
+    out["curves_s"].append(best); out["curves"].append(r["values"]["ap"].tolist())
     cand = np.unique([d["concept_idx"] for by in ("influence", "discrepancy_p", "discrepancy_n")
                       for d in rank_concepts(coef, dp, dn, by=by, k=30)]).astype(int)
     step = TUNE_FACTOR * np.maximum(np.abs(coef[cand]), reference_influence(coef))
-    t0 = time.perf_counter(); m = suggest_moves(Zt, coef, b, yt, cand, coef[cand] + step, coef[cand] - step, k=cand.size)
-    out["moves_s"].append(time.perf_counter() - t0); out["moves"].append(m)
+    best = float("inf")
+    for _ in range(REPEAT):
+        t0 = time.perf_counter(); m = suggest_moves(Zt, coef, b, yt, cand, coef[cand] + step, coef[cand] - step, k=cand.size)
+        best = min(best, time.perf_counter() - t0)
+    out["moves_s"].append(best); out["moves"].append(m)
 json.dump(out, open(sys.argv[3], "w"))
 """
 
 
-def run(src: Path, ws: Path, classes: list[int], out: Path) -> dict:
+def run(src: Path, ws: Path, classes: list[int], out: Path, repeat: int) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    subprocess.run([sys.executable, "-c", WORKER, str(ws), json.dumps(classes), str(out)], check=True, env=env)
+    subprocess.run([sys.executable, "-c", WORKER, str(ws), json.dumps(classes), str(out), str(repeat)], check=True, env=env)
     return json.loads(out.read_text())
 
 
@@ -84,6 +90,7 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, nargs="+", default=[REPO / "workspaces" / "dev"])
     ap.add_argument("--classes", default="0,3,6,9,12,15,18", help="comma-separated class indices")
     ap.add_argument("--rounds", type=int, default=3, help="old/new process pairs per workspace (order alternates)")
+    ap.add_argument("--repeat", type=int, default=3, help="calls per class and process; the fastest counts")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "whatif_scale")
     a = ap.parse_args()
     classes = [int(c) for c in a.classes.split(",")]
@@ -100,7 +107,7 @@ def main() -> None:
             got = {"old": [], "new": []}
             for r in range(a.rounds):
                 for name in (("old", "new") if r % 2 == 0 else ("new", "old")):
-                    got[name].append(run(srcs[name], ws, classes, tmp / f"{name}.json"))
+                    got[name].append(run(srcs[name], ws, classes, tmp / f"{name}.json", a.repeat))
                     print(f"[{ws.name}] round {r} {name}: curves {sum(got[name][-1]['curves_s']):.2f} s, "
                           f"moves {sum(got[name][-1]['moves_s']):.2f} s", flush=True)
             diff, same, total = compare(got["old"][0], got["new"][0])
@@ -118,8 +125,8 @@ def main() -> None:
     load = os.getloadavg()
     md = [f"# Exact what-if, old ({revs['old']}) vs new ({revs['new']}), paired", "",
           f"Machine: {machine_line()}; load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
-          f"run took {time.perf_counter() - t_start:.0f} s. Classes {classes}; medians over {a.rounds} processes "
-          "per version (alternating); times summed over the classes.", "",
+          f"run took {time.perf_counter() - t_start:.0f} s. Classes {classes}; each call the fastest of {a.repeat}, "
+          f"summed over the classes; medians over {a.rounds} processes per version (alternating).", "",
           "| workspace | what | old | new | old/new |", "|---|---|---|---|---|", *rows, ""]
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.with_suffix(".md").write_text("\n".join(md))
