@@ -66,10 +66,12 @@ CLICK_JS = """async ([sel, done]) => {
 }"""
 
 # every panel has content and none is loading (the condition of bench_server.py); the time is
-# taken in the page when it first holds, not after a round trip to Python
+# taken in the page when it first holds, not after a round trip to Python. Where the concept map
+# draws its grey points on a canvas (since this session), they must have been drawn too.
 RENDERED_JS = """() => (document.querySelector('[data-testid=config-student-map]')
     && document.querySelector('[data-testid=class-row]')
     && document.querySelector('[data-testid=embedding-top]')
+    && (!document.querySelector('[data-testid=embedding-points]') || document.querySelector('[data-testid=embedding-points][data-drawn]'))
     && document.querySelector('[data-testid=concept-row]')
     && document.querySelector('[data-testid=view-detail] .empty, [data-testid=detail-gallery]')
     && document.querySelector('[data-testid=prov-step]')

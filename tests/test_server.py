@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import shutil
 import threading
@@ -264,6 +265,30 @@ def test_media_served_by_id(client, session):
     img = session.concept_detail(concept["concept_idx"])["images"][0]["image_idx"]
     r = client.get(f"/api/media/images/{img}")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/")
+
+
+def test_patches_in_one_request_match_the_files(client, session):
+    cls = weakest(session)["class_idx"]
+    ids = [p["patch_id"] for c in session.class_concepts(cls, k=3)["concepts"] for p in c["patches"][:4]]
+    r = client.get("/api/media/patches", params=[("ids", i) for i in ids + ids[:1]])  # a repeat is answered once
+    assert r.status_code == 200, r.text
+    got = r.json()["patches"]
+    assert list(got) == list(dict.fromkeys(ids))
+    for i in ids:
+        single = client.get(f"/api/media/patches/{i}")
+        head, _, b64 = got[i].partition(",")
+        assert head == f"data:{single.headers['content-type']};base64"
+        assert base64.b64decode(b64) == single.content
+
+
+@pytest.mark.parametrize("query, status, word", [
+    ("", 422, "ids"),
+    ("?ids=nope", 404, "patch"),
+    ("?ids=..%2F..%2Fworkspace.sqlite", 404, "patch"),
+    ("?" + "&".join(["ids=0-0"] * 401), 422, "ids"),
+])
+def test_patch_batch_refuses_bad_ids(client, query, status, word):
+    assert_problem(client.get("/api/media/patches" + query), status, word)
 
 
 def test_export_offers_downloads(fresh):

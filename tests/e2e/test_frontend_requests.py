@@ -58,6 +58,27 @@ def test_a_class_click_asks_for_that_class_once(page: Page, live_server):
     assert all(f"/classes/{k}/" in u for u in urls), f"a click asked for more than its class: {urls}"
 
 
+def test_a_class_click_asks_for_its_patches_in_one_request(page: Page, live_server):
+    page.goto(live_server.url)
+    wait_all_views(page)
+    page.wait_for_timeout(300)
+    k = page.locator("[data-testid=class-row]:not([aria-selected=true]):not(.excluded)").first.get_attribute("data-class-idx")
+    other = page.locator(f"[data-testid=class-row][data-class-idx='{k}']")
+    media: list[str] = []
+    page.on("request", lambda r: media.append(r.url) if "/api/media/" in r.url else None)
+    other.click()
+    expect(other).to_have_attribute("aria-selected", "true")
+    page.wait_for_function("() => !document.querySelector('[aria-busy=true]')")
+    imgs = page.locator("[data-testid=view-knowledge] [data-testid=concept-row] figure img")
+    expect(imgs.first).to_be_visible()
+    page.wait_for_timeout(300)
+    # one request for the patches not shown before (a concept in both classes' lists is not asked again)
+    assert len(media) == 1 and "/api/media/patches?ids=" in media[0], media
+    shown = imgs.evaluate_all("els => els.map(e => e.getAttribute('src'))")
+    assert shown and all(s.startswith("data:image/") for s in shown), shown[:3]
+    assert 0 < media[0].split("?", 1)[1].count("ids=") <= len(shown)
+
+
 def test_a_tuning_step_refetches_each_view_once_and_not_the_map(page: Page, fresh_server):
     page.goto(fresh_server.url)
     wait_all_views(page)

@@ -391,3 +391,9 @@ class RevertRequest(In):
 # --------------------------------------------------------------------------- export
 class ExportResult(Out):
     files: dict[str, str] = Field(description="artefact kind -> download URL")
+
+
+class PatchBatch(Out):
+    """Several concept patches in one answer, each as a ``data:`` URL (for ``<img src>``)."""
+
+    patches: dict[str, str] = Field(description="patch id -> data URL of its image file")

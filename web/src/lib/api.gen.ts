@@ -172,6 +172,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/media/patches": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Several concept patches as data URLs, in one answer */
+        get: operations["patches_api_media_patches_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/media/patches/{patch_id}": {
         parameters: {
             query?: never;
@@ -691,6 +708,21 @@ export interface components {
         } & {
             [key: string]: unknown;
         };
+        /**
+         * PatchBatch
+         * @description Several concept patches in one answer, each as a ``data:`` URL (for ``<img src>``).
+         */
+        PatchBatch: {
+            /**
+             * Patches
+             * @description patch id -> data URL of its image file
+             */
+            patches: {
+                [key: string]: string;
+            };
+        } & {
+            [key: string]: unknown;
+        };
         /** PatchRef */
         PatchRef: {
             /** Patch Id */
@@ -1102,6 +1134,7 @@ export type GalleryImage = components['schemas']['GalleryImage'];
 export type Instruction = components['schemas']['Instruction'];
 export type MapPoint = components['schemas']['MapPoint'];
 export type MetricPair = components['schemas']['MetricPair'];
+export type PatchBatch = components['schemas']['PatchBatch'];
 export type PatchRef = components['schemas']['PatchRef'];
 export type Performance = components['schemas']['Performance'];
 export type Problem = components['schemas']['Problem'];
@@ -2086,6 +2119,110 @@ export interface operations {
                 content: {
                     "image/jpeg": unknown;
                     "image/png": unknown;
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request Entity Too Large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported Media Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    patches_api_media_patches_get: {
+        parameters: {
+            query: {
+                /** @description patch ids, e.g. ids=157-0&ids=157-1 */
+                ids: string[];
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PatchBatch"];
                 };
             };
             /** @description Bad Request */

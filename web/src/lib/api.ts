@@ -2,9 +2,10 @@
 
 import type {
   AddConceptsResult, ClassConcepts, ConceptDetail, ConceptSearch, ConceptMap, ExportResult, Instruction,
-  Performance, Problem, Provenance, SortKey, Suggestion, Summary, TuneResult, WhatIf,
+  PatchBatch, Performance, Problem, Provenance, SortKey, Suggestion, Summary, TuneResult, WhatIf,
 } from "./types";
 import { RequestCache } from "./cache";
+import { PatchSource } from "./patches";
 import { corpusEpoch, epoch } from "./state";
 
 export class ApiError extends Error {
@@ -52,15 +53,19 @@ const enc = encodeURIComponent;
 // made 15 API requests (5 summaries) and a class click asked for the class's concepts twice,
 // the second one waiting behind the first (and the suggestions) on the server's lock.
 const answers = new RequestCache<unknown>();
-const get = <T>(path: string): Promise<T> => answers.get(path, epoch.get(), () => request<T>("GET", path)) as Promise<T>;
+const get = <T>(path: string, e = epoch.get()): Promise<T> => answers.get(path, e, () => request<T>("GET", path)) as Promise<T>;
 // the concept map depends on the corpus words only, not on the student
 const maps = new RequestCache<unknown>();
 
+/** Patch thumbnails, loaded in one request per list (see lib/patches.ts). */
+export const patches = new PatchSource((ids) =>
+  request<PatchBatch>("GET", `/api/media/patches?${ids.map((i) => `ids=${enc(i)}`).join("&")}`).then((b) => b.patches));
+
 export const api = {
-  summary: () => get<Summary>("/api/summary"),
-  performance: (split = "val") => get<Performance>(`/api/performance?split=${enc(split)}`),
-  classConcepts: (cls: number, k = 10, sort: SortKey = "influence") =>
-    get<ClassConcepts>(`/api/classes/${cls}/concepts?k=${k}&sort=${sort}`),
+  summary: (e?: number) => get<Summary>("/api/summary", e),
+  performance: (split = "val", e?: number) => get<Performance>(`/api/performance?split=${enc(split)}`, e),
+  classConcepts: (cls: number, k = 10, sort: SortKey = "influence", e?: number) =>
+    get<ClassConcepts>(`/api/classes/${cls}/concepts?k=${k}&sort=${sort}`, e),
   whatif: (cls: number, concept: number, n = 21, factor: number | null = null) =>
     get<WhatIf>(`/api/classes/${cls}/whatif/${concept}?n_points=${n}${factor === null ? "" : `&factor=${factor}`}`),
   searchConcepts: (cls: number, q: string, limit = 20) =>
@@ -68,12 +73,22 @@ export const api = {
   suggestions: (cls: number, k = 5, shortcuts = 0) =>
     get<Suggestion[]>(`/api/classes/${cls}/suggestions?k=${k}${shortcuts ? `&shortcuts=${shortcuts}` : ""}`),
   conceptMap: () => maps.get("map", corpusEpoch.get(), () => request<ConceptMap>("GET", "/api/concepts/map")) as Promise<ConceptMap>,
-  concept: (concept: number, cls: number | null, factor: number | null = null) =>
-    get<ConceptDetail>(`/api/concepts/${concept}${cls === null ? "" : `?cls=${cls}${factor === null ? "" : `&factor=${factor}`}`}`),
+  concept: (concept: number, cls: number | null, factor: number | null = null, e?: number) =>
+    get<ConceptDetail>(`/api/concepts/${concept}${cls === null ? "" : `?cls=${cls}${factor === null ? "" : `&factor=${factor}`}`}`, e),
   addConcepts: (words: string[]) => request<AddConceptsResult>("POST", "/api/concepts", { words }),
   tune: (instructions: Instruction[], factor = 0.5, onConflict: "error" | "replace" = "error", erase = false) =>
     request<TuneResult>("POST", "/api/tune", { instructions, factor, on_conflict: onConflict, ...(erase ? { erase } : {}) }),
-  provenance: () => get<Provenance>("/api/provenance"),
+  provenance: (e?: number) => get<Provenance>("/api/provenance", e),
+  /** Asks for what the views show in student state `e` (the one a step is about to make current)
+   *  and resolves when every answer is in, failed ones included: bumping the epoch then redraws
+   *  every view once, from answers at hand. Bumped first, each answer arrived in a task of its
+   *  own and the page was redrawn once per answer (5 times per step). */
+  prefetchState: (e: number, lists: [number, number, SortKey][], concept: [number, number | null, number | null] | null) =>
+    Promise.allSettled([
+      api.summary(e), api.performance("val", e), api.performance("test", e), api.provenance(e),
+      ...lists.map(([c, k, s]) => api.classConcepts(c, k, s, e)),
+      ...(concept ? [api.concept(...concept, e)] : []),
+    ]).then(() => undefined),
   undo: () => request<Provenance>("POST", "/api/provenance/undo"),
   revert: (stateId: number | string) => request<Provenance>("POST", "/api/provenance/revert", { state_id: stateId }),
   /** Undo and revert answer with the new provenance: keep it for the state they made (after bumpEpoch). */

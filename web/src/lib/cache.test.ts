@@ -25,6 +25,18 @@ describe("RequestCache", () => {
     expect(await c.get("prov", 4, fn)).toBe(7); // the next state asks again
   });
 
+  it("keeps the answers of the two latest epochs only", async () => {
+    const c = new RequestCache<number>();
+    const fn = vi.fn(async () => 7);
+    await c.get("dog", 0, fn);
+    await c.get("dog", 1, fn); // asked for ahead of the switch to epoch 1
+    expect(c.has("dog", 0) && c.has("dog", 1)).toBe(true);
+    await c.get("dog", 2, fn);
+    expect(c.has("dog", 0)).toBe(false);
+    expect(c.has("dog", 1) && c.has("dog", 2)).toBe(true);
+    expect(fn).toHaveBeenCalledTimes(3);
+  });
+
   it("does not keep a failed request", async () => {
     const c = new RequestCache<number>();
     await expect(c.get("x", 0, () => Promise.reject(new Error("down")))).rejects.toThrow("down");

@@ -2,29 +2,39 @@
 // hovering over rows asks the server once per class and state, and only where the pointer rests.
 
 export class RequestCache<T> {
-  private m = new Map<string, Promise<T>>();
-  private epoch: number | null = null;
+  // the answers of the two latest epochs: a step asks for the next state's answers before it
+  // makes that state current (lib/api.ts prefetchState), while the views still show this one
+  private m = new Map<number, Map<string, Promise<T>>>();
+
+  private of(epoch: number): Map<string, Promise<T>> {
+    let e = this.m.get(epoch);
+    if (!e) {
+      e = new Map();
+      this.m.set(epoch, e);
+      if (this.m.size > 2) this.m.delete(Math.min(...this.m.keys()));
+    }
+    return e;
+  }
 
   /** The cached answer for `key` in `epoch`, or a new request (a failed one is not kept). */
   get(key: string, epoch: number, fn: () => Promise<T>): Promise<T> {
-    if (epoch !== this.epoch) { this.m.clear(); this.epoch = epoch; }
-    let p = this.m.get(key);
+    const m = this.of(epoch);
+    let p = m.get(key);
     if (!p) {
       p = fn();
-      this.m.set(key, p);
-      p.catch(() => { if (this.m.get(key) === p) this.m.delete(key); });
+      m.set(key, p);
+      p.catch(() => { if (m.get(key) === p) m.delete(key); });
     }
     return p;
   }
 
   /** Keep `value` as the answer for `key` in `epoch` (e.g. one a state-changing call returned). */
   put(key: string, epoch: number, value: T): void {
-    if (epoch !== this.epoch) { this.m.clear(); this.epoch = epoch; }
-    this.m.set(key, Promise.resolve(value));
+    this.of(epoch).set(key, Promise.resolve(value));
   }
 
   has(key: string, epoch: number): boolean {
-    return epoch === this.epoch && this.m.has(key);
+    return this.m.get(epoch)?.has(key) ?? false;
   }
 }
 

@@ -26,6 +26,7 @@ export type StudentSummary = S["StudentSummary"] & { test_student_map?: number |
 export type Summary = S["Summary"] & { dataset: DatasetSummary; student?: StudentSummary | null };
 
 export type Scores = S["Scores"];
+export type PatchBatch = S["PatchBatch"];
 export type Alignment = S["Alignment"];
 export type ClassPerformance = S["ClassPerformance"];
 export type Performance = S["Performance"];
