@@ -138,8 +138,8 @@ class _torch_threads:
 
 
 class _Preload:
-    """Imports torch (the face detector's) and scikit-learn's clustering (the segments') on a
-    background thread while ``prepare`` reads the dataset, opens the workspace and loads the ONNX
+    """Imports torch (the face detector's) and scikit-learn's clustering (the segments') and
+    logistic regression (the teacher head's, fitted after the last batch) on a background thread while ``prepare`` reads the dataset, opens the workspace and loads the ONNX
     models, which need neither.
 
     Both imports cost 1-3 s of one core at the start of every run; in a fresh process they used
@@ -148,7 +148,7 @@ class _Preload:
     for the thread, so no import is still running when ``prepare`` returns.
     """
 
-    MODULES = ("torch", "sklearn.cluster", "sklearn.neighbors")
+    MODULES = ("torch", "sklearn.cluster", "sklearn.neighbors", "sklearn.linear_model")
 
     def __init__(self):
         import sys
@@ -478,6 +478,7 @@ class BatchStages:
         # them run as separate tasks; any other encoder is one task (encode_regions).
         self.split_encoder = all(hasattr(enc, m) for m in ("network_outputs", "person_scores", "embed"))
         self._segments_lock = threading.Lock()
+        self._last_segments: Future | None = None
 
     # -- the stages ---------------------------------------------------------------------------
     def teacher(self, imgs: list, image_ids: list[str]) -> np.ndarray | None:
@@ -546,7 +547,9 @@ class BatchStages:
         else:
             embs = pool.submit(self.enc.encode_regions, imgs)
         rows = _after(pool, [embs], self.assemble)
-        segs = _after(pool, [embs], self.segments)
+        # After the previous batch's segments, so no worker waits on the lock in ``segments``.
+        prev = [self._last_segments] if self._last_segments is not None and not self._last_segments.done() else []
+        segs = self._last_segments = _after(pool, [embs, *prev], lambda e, *_: self.segments(e))
         return _after(pool, [rows, teacher, segs], lambda r, t, g: BatchOutput(*r, t, g))
 
 
