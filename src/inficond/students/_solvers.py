@@ -459,7 +459,7 @@ def _newton_polish(H, g, w0, lam, lo, hi, x):
 
 
 def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20, sweeps=30, max_ws=200,
-             active_sweeps=10, duplicates=None, grow_frac=0.3, inner_frac=1e-3, verbose=False):
+             active_sweeps=10, duplicates=None, grow_frac=0.3, inner_frac=1e-3, models=None, verbose=False):
     """Proximal Newton with working sets; sub-problems by :func:`_solve_quadratic`.
 
     Each outer iteration: one gradient for all classes (two matrix products), KKT check, then
@@ -475,6 +475,10 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
     Groups of identical columns (``duplicates``: from :func:`_duplicate_columns`, computed
     here when None) are merged by :func:`_merge_duplicates`, which makes the optimum, and so
     the number of non-zeros, independent of the path taken to it.
+
+    ``models``: a dict to receive, per class (index into P's columns), its last Newton model
+    ``(working set, H)`` with H over the working set and the intercept (last row and column),
+    so that the sparsity search's path prediction need not build it again.
 
     ``grow_frac=0.3`` and ``inner_frac=1e-3`` were chosen on the development workspace's
     sparsity search, with the same lam, non-zeros and objective: smaller working sets (each
@@ -563,6 +567,10 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
             # padding slots: lo == hi == 0 == w0 keeps them fixed
         # a tiny ridge keeps flat directions (duplicated concepts) from running away
         Hs[:, np.arange(m), np.arange(m)] += 1e-10
+        if models is not None:
+            for i, (k, idx) in enumerate(zip(ks, sets)):
+                keep_ = np.append(np.arange(idx.size), m - 1)
+                models[int(k)] = (idx, Hs[i][np.ix_(keep_, keep_)])
         inner_tol = max(min(inner_tol, inner_frac * float(kkt[ks].max())), 1e-12)
         x = _solve_quadratic(Hs, gs, w0, lm, lo, hi, sweeps, inner_tol, active_sweeps)
         D = x - w0

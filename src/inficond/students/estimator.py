@@ -363,6 +363,7 @@ def _check_classes(classes, K) -> np.ndarray:
 # the first-order prediction is poor and its Hessian not worth its cost).
 _MAX_JUMP = 2
 _PREDICT_FROM = 0.5
+_REUSE_MODEL = True
 # Classes per batched solve in the search and in ConceptStudent.fit("cd"): the unit of parallel
 # work. A class's weights depend (to ~1e-6, within the KKT tolerance) on which classes share its
 # batch, so the blocks are fixed by the class count alone and results never depend on n_jobs.
@@ -395,7 +396,7 @@ def _map_blocks(fn, blocks, n_jobs):
         return list(ex.map(fn, blocks))
 
 
-def _next_knot(Z, p, w, b, lam, max_concepts, pinned):
+def _next_knot(Z, p, w, b, lam, max_concepts, pinned, model=None):
     """First-order prediction of the lam (below ``lam``) where the count first exceeds ``max_concepts``.
 
     At an exact solution ``(w, b)`` with nonzeros ``A`` the path is smooth until the next event:
@@ -404,7 +405,9 @@ def _next_knot(Z, p, w, b, lam, max_concepts, pinned):
     to first order. A zero weight enters where ``|g_j| = lam``, a nonzero one leaves where it
     reaches 0; the events in order give the predicted count. Returns the predicted lam of the
     event that takes the count past ``max_concepts``, or None (no such event predicted). Costs
-    one Hessian on ``A`` (a Newton model) and one gradient: less than a fit.
+    one Hessian on ``A`` (a Newton model) and one gradient: less than a fit. ``model``, the fit's
+    last Newton model ``(working set, H)`` (see ``solve_cd(models=...)``), saves the Hessian: it
+    was built one step before the fit's end, which is close enough for a prediction.
     """
     n = Z.shape[0]
     A = np.flatnonzero(w)
@@ -413,9 +416,13 @@ def _next_knot(Z, p, w, b, lam, max_concepts, pinned):
     Za[:, -1] = 1.0
     sig = expit(Za[:, :-1] @ w[A] + b)
     S = sig * (1.0 - sig) / n
-    Zs = Za * np.sqrt(S)[:, None]
-    H = Zs.T @ Zs
-    H[np.diag_indices_from(H)] += 1e-10
+    if model is not None and np.isin(A, model[0]).all():
+        pos = np.append(np.searchsorted(model[0], A), model[0].size)
+        H = model[1][np.ix_(pos, pos)]
+    else:
+        Zs = Za * np.sqrt(S)[:, None]
+        H = Zs.T @ Zs
+        H[np.diag_indices_from(H)] += 1e-10
     try:
         d = -np.linalg.solve(H, np.append(np.sign(w[A]), 0.0))
     except np.linalg.LinAlgError:
@@ -551,6 +558,7 @@ def _search_block(Z, P, lmax, B_zero, dup, pinned, max_concepts, n_grid, ratio, 
     step = ratio ** (1.0 / n_grid)
     floor = lmax * ratio  # the path's end: a class still under the limit there keeps it
     slow = np.zeros(K, dtype=int)  # predictions in a row that did not halve the bracket
+    models = {}  # class -> the last Newton model of its good fit
     # The path and the knot in one loop, all open classes of the block in one batched fit per round.
     for _ in range(n_grid + max_refine):
         ks = np.flatnonzero(~done & ((bad == 0) & (good > floor * (1 + 1e-12))
@@ -561,7 +569,8 @@ def _search_block(Z, P, lmax, B_zero, dup, pinned, max_concepts, n_grid, ratio, 
         for i, k in enumerate(ks):
             g, b_ = good[k], bad[k]
             far = b_ == 0 and np.count_nonzero(W[k]) < _PREDICT_FROM * max_concepts
-            knot = None if far or slow[k] >= 2 else _next_knot(Z, P[:, k], W[k], B[k], g, max_concepts, pinned)
+            knot = None if far or slow[k] >= 2 else _next_knot(Z, P[:, k], W[k], B[k], g, max_concepts, pinned,
+                                                               models.get(k) if _REUSE_MODEL else None)
             if b_ == 0:  # on the path: the next grid point, or just above a knot predicted before it
                 c = max(g * step, floor[k])
                 if knot is not None and knot < g:
@@ -570,9 +579,14 @@ def _search_block(Z, P, lmax, B_zero, dup, pinned, max_concepts, n_grid, ratio, 
                 c = np.sqrt(g * b_) if knot is None or not b_ < knot < g else knot * (1 + eps / 2)
                 c = min(max(c, b_ * (1 + eps)), g / (1 + eps))
             cand[i] = c
+        fit_models = {}
         r = _solvers.solve_cd(Z, P[:, ks], cand, lo[ks], hi[ks], W[ks], B[ks],
-                              tol=tol if (bad[ks] > 0).any() else path_tol, duplicates=dup)
+                              tol=tol if (bad[ks] > 0).any() else path_tol, duplicates=dup, models=fit_models)
         ok = np.count_nonzero(r.coef, axis=1) <= max_concepts
+        for i in np.flatnonzero(ok):  # the good fits' models, for the next prediction
+            models.pop(ks[i], None)
+            if i in fit_models:
+                models[ks[i]] = fit_models[i]
         width = np.log(good[ks] / np.where(bad[ks] > 0, bad[ks], floor[ks]))
         W[ks[ok]], B[ks[ok]] = r.coef[ok], r.intercept[ok]
         good[ks[ok]] = cand[ok]
