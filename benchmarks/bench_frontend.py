@@ -78,13 +78,27 @@ RENDERED_JS = """() => (document.querySelector('[data-testid=config-student-map]
     && !document.querySelector('[aria-busy=true]')) ? performance.now() : false"""
 
 
-def first_render(browser, base: str, runs: int) -> list[float]:
+# main-thread work the browser reports (CDP Performance.getMetrics, seconds), and the page's elements
+METRICS = {"task": "TaskDuration", "script": "ScriptDuration", "layout": "LayoutDuration", "style": "RecalcStyleDuration"}
+
+
+def browser_work(cdp) -> dict:
+    m = {x["name"]: x["value"] for x in cdp.send("Performance.getMetrics")["metrics"]}
+    return {k: m[v] * 1000 for k, v in METRICS.items()}
+
+
+def first_render(browser, base: str, runs: int, work: list[dict]) -> list[float]:
+    """Times of ``runs`` first renders, each in a fresh context; appends each load's browser work
+    (main-thread ms until the render, and the number of elements) to ``work``."""
     times = []
     for _ in range(runs):
         ctx = browser.new_context(viewport={"width": 1440, "height": 900})
         page = ctx.new_page()
+        cdp = ctx.new_cdp_session(page)
+        cdp.send("Performance.enable")
         page.goto(base + "/")
         times.append(page.wait_for_function(RENDERED_JS, timeout=60_000, polling="raf").json_value())
+        work.append({**browser_work(cdp), "elements": page.evaluate("() => document.getElementsByTagName('*').length")})
         ctx.close()
     return times
 
@@ -95,6 +109,12 @@ def class_click(page, k: int, name: str) -> float:
         && (document.querySelector('[data-testid=view-knowledge] [data-testid=vote-bar]') || {{}}).textContent
            ?.includes({json.dumps(name)})""")
     return page.evaluate(CLICK_JS, [sel, done])
+
+
+# how long the click's one awaited answer (the class's top concepts) took, as the browser saw it
+ANSWER_JS = """(k) => { const e = performance.getEntriesByType('resource')
+    .filter(e => e.name.includes('/api/classes/' + k + '/concepts?k=10')).pop();
+  return e ? e.responseEnd - e.startTime : null; }"""
 
 
 def tune_round_trip(page, i: int) -> float:
@@ -121,14 +141,21 @@ def one_round(p, ws: Path, src: Path | None, a, out: dict) -> None:
         perf = httpx.get(base + "/api/performance?split=val", timeout=120).json()
         httpx.get(base + "/api/concepts/map", timeout=120).raise_for_status()  # the t-SNE is built once per workspace
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        out["render"] += first_render(browser, base, a.renders)
+        out["render"] += first_render(browser, base, a.renders, out["render_work"])
         classes = sorted((c for c in perf["classes"] if not c["excluded"]), key=lambda c: -c["n_pos"])
-        page = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+        ctx = browser.new_context(viewport={"width": 1440, "height": 900})
+        page = ctx.new_page()
+        cdp = ctx.new_cdp_session(page)
+        cdp.send("Performance.enable")
         page.goto(base + "/")
         page.locator("[data-testid=concept-row]").first.wait_for(timeout=60_000)
         page.wait_for_function("() => !document.querySelector('[aria-busy=true]')", timeout=60_000)
+        page.evaluate("() => performance.setResourceTimingBufferSize(100000)")
         for c in classes:  # each class once: the first click on a class after start
+            w0 = browser_work(cdp)
             out["clicks"].append(class_click(page, c["class_idx"], c["name"]))
+            w1 = browser_work(cdp)
+            out["click_work"].append({**{k: w1[k] - w0[k] for k in w1}, "answer": page.evaluate(ANSWER_JS, c["class_idx"])})
         for i in range(a.tunes):
             out["tunes"].append(tune_round_trip(page, i))
         browser.close()
@@ -164,6 +191,20 @@ def table(res: dict, base: dict | None) -> list[str]:
     return lines
 
 
+def work_table(res: dict) -> list[str]:
+    med = lambda v: statistics.median(v) if v else float("nan")  # noqa: E731
+    cols = ["task", "script", "layout", "style"]
+    lines = ["| side | what | main-thread tasks | script | layout | style | elements / answer |", "|---|---|---|---|---|---|---|"]
+    for side, r in res.items():
+        rw, cw = r["render_work"], r["click_work"]
+        lines.append(f"| {side} | first render | " + " | ".join(f"{med([w[c] for w in rw]):.0f} ms" for c in cols)
+                     + f" | {med([w['elements'] for w in rw]):.0f} elements |")
+        ans = [w["answer"] for w in cw if w["answer"] is not None]
+        lines.append(f"| {side} | class click | " + " | ".join(f"{med([w[c] for w in cw]):.0f} ms" for c in cols)
+                     + f" | answer {med(ans):.0f} ms |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workspace", default=str(REPO / "workspaces" / "dev"))
@@ -181,7 +222,7 @@ def main() -> None:
         raise SystemExit(f"{baseline} has no built front end; run `cd {baseline}/web && npm run build` first")
     sides = {"this": None} if baseline is None else {"this": None, "baseline": baseline / "src"}
     tmp = Path(tempfile.mkdtemp(prefix="bench-frontend-"))
-    res = {s: {"starts": [], "render": [], "clicks": [], "tunes": []} for s in sides}
+    res = {s: {"starts": [], "render": [], "clicks": [], "tunes": [], "render_work": [], "click_work": []} for s in sides}
     load0 = os.getloadavg()
     try:
         with sync_playwright() as p:
@@ -192,7 +233,8 @@ def main() -> None:
                     one_round(p, ws, sides[side], a, res[side])
                     shutil.rmtree(ws.parent, ignore_errors=True)
                     print(f"round {r} {side}: " + ", ".join(
-                        f"{k} {statistics.median(v):.0f}" for k, v in res[side].items() if isinstance(v, list)), flush=True)
+                        f"{k} {statistics.median(v):.0f}" for k, v in res[side].items() if k in dict.fromkeys(
+                            r[0] for r in ROWS)), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     load = os.getloadavg()
@@ -214,6 +256,9 @@ def main() -> None:
         text += [f"Baseline: {bc} in interleaved rounds (A B, B A, ...):", "", *table(res["baseline"], None), ""]
     text += [f"Machine: {machine_line()}; load average at the start {load0[0]:.1f} / {load0[1]:.1f} / {load0[2]:.1f}, "
              f"at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.", ""]
+    text += ["The browser's share (CDP `Performance.getMetrics`, main thread, median per first render or per "
+             "click; for a click also how long its one awaited answer, the class's top concepts, took as the "
+             "browser saw it, queueing on the server included):", "", *work_table(res), ""]
     text = "\n".join(text)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(text)
