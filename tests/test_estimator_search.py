@@ -55,8 +55,9 @@ def test_the_knot_prediction_is_first_order_accurate(data, k):
         assert abs(knot / lam - 1) < 0.01 * gap
 
 
-def test_worker_threads_change_nothing(data):
-    X, T = data  # 12 classes: two blocks
+def test_worker_threads_change_nothing():
+    X, T = S.synthetic_problem(n=300, n_concepts=40, n_classes=24, seed=5, n_factors=8)  # two blocks
+    X, T = X.astype(float), T.astype(float)
     a, sa = lambda_for_sparsity(X, T, max_concepts=8, n_jobs=1, return_student=True)
     b, sb = lambda_for_sparsity(X, T, max_concepts=8, n_jobs=2, return_student=True)
     np.testing.assert_array_equal(a, b)

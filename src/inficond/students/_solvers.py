@@ -501,12 +501,17 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
     kkt = np.full(K, np.inf)
     inner_tol = 1e-3
     M = None
+    moved = None  # the classes whose weights the last iteration changed
     for it in range(max_iter + 1):
         if M is None:
             f, G, gB, M = smooth_loss_grad(Z, P, W, B)
-        else:  # the logits were updated by the line search: one product fewer per iteration
-            f, G, gB = _loss_grad_at_logits(Z, P, M)
-        V = kkt_violation(W, G, lam[:, None], lower, upper)
+            V = kkt_violation(W, G, lam[:, None], lower, upper)
+        elif moved.size:
+            # only the classes that moved: the others' gradients stand (in a batch where most
+            # classes have converged, the full product was mostly spent on them). The logits
+            # were updated by the line search: one product fewer per iteration.
+            f[moved], G[moved], gB[moved] = _loss_grad_at_logits(Z, P[:, moved], M[:, moved])
+            V[moved] = kkt_violation(W[moved], G[moved], lam[moved, None], lower[moved], upper[moved])
         kkt = np.maximum(V.max(axis=1), np.abs(gB))
         active = (kkt > tol) & ~dense
         if verbose:
@@ -601,6 +606,7 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
             B[k] = w0[i, m - 1] + alpha[i] * D[i, m - 1]
             n_iter[k] += 1
         M[:, ks[~todo]] = Mt[:, ~todo]  # the logits at the accepted points
+        moved = ks[~todo]
     if dense.any():
         ks = np.flatnonzero(dense)
         r = solve_lbfgsb(Z, P[:, ks], lam[ks], lower[ks], upper[ks], W[ks], B[ks], tol=tol)
