@@ -558,7 +558,8 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
         rS = np.sqrt(S)
         for i, (k, idx) in enumerate(zip(ks, sets)):
             q = idx.size
-            Zs = Zf[:, idx] * rS[:, i : i + 1]
+            Zs = Zf[:, idx]  # scaled in place: one (n, q) copy fewer at the memory peak (59 MiB at 100k)
+            Zs *= rS[:, i : i + 1]
             Hs[i, :q, :q] = Zs.T @ Zs  # numpy calls syrk for A.T @ A: half the flops of a product
             Hs[i, :q, m - 1] = Hs[i, m - 1, :q] = rS[:, i] @ Zs
             Hs[i, m - 1, m - 1] = S[:, i].sum()
