@@ -318,3 +318,23 @@ def test_prepare_leaves_no_preload_thread_running(dev_data, tmp_path):
 
     prepare(dev_data, tmp_path / "ws", limit=1, batch_size=4, progress=False)
     assert not [t for t in threading.enumerate() if t.name == "inficond-preload"]
+
+
+def test_torch_threads_block_entered_before_torch_is_imported_applies_and_restores():
+    import sys
+
+    import torch
+
+    import inficond.prepare as P
+
+    before = torch.get_num_threads()
+    saved = sys.modules.pop("torch")
+    try:
+        with P._torch_threads(1) as block:  # as if the preload thread had not imported torch yet
+            sys.modules["torch"] = saved
+            assert block.before is None
+            P._torch_imported()  # what the preload thread does after the import
+            assert block.before == before and torch.get_num_threads() == 1
+    finally:
+        sys.modules["torch"] = saved
+    assert torch.get_num_threads() == before and not P._TORCH_PENDING

@@ -115,8 +115,13 @@ def pipeline_threads(cpus: int | None = None) -> tuple[int, int]:
     return (2, max(1, cpus // 2)) if cpus >= 2 else (1, 1)
 
 
+_TORCH_LOCK = threading.Lock()
+_TORCH_PENDING: list = []  # _torch_threads blocks entered before torch was imported
+
+
 class _torch_threads:
-    """Sets torch's thread count for a block (only when torch is already imported) and restores it."""
+    """Sets torch's thread count for a block and restores it: at once when torch is imported, else
+    as soon as ``_Preload`` has imported it (``_torch_imported``)."""
 
     def __init__(self, n: int):
         self.n, self.before = n, None
@@ -124,17 +129,37 @@ class _torch_threads:
     def __enter__(self):
         import sys
 
-        torch = sys.modules.get("torch")
-        if torch is not None:
-            self.before = torch.get_num_threads()
-            torch.set_num_threads(self.n)
+        with _TORCH_LOCK:
+            torch = sys.modules.get("torch")
+            # A torch still being imported by the preload thread may lack these: it sets them then.
+            if torch is not None and hasattr(torch, "get_num_threads") and hasattr(torch, "set_num_threads"):
+                self._apply(torch)
+            else:
+                _TORCH_PENDING.append(self)
         return self
+
+    def _apply(self, torch) -> None:
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
 
     def __exit__(self, *exc):
         import sys
 
-        if self.before is not None:
-            sys.modules["torch"].set_num_threads(self.before)
+        with _TORCH_LOCK:
+            if self in _TORCH_PENDING:
+                _TORCH_PENDING.remove(self)
+            if self.before is not None:
+                sys.modules["torch"].set_num_threads(self.before)
+
+
+def _torch_imported() -> None:
+    """Applies the thread counts of the ``_torch_threads`` blocks that were entered before torch was imported."""
+    import sys
+
+    with _TORCH_LOCK:
+        for block in _TORCH_PENDING:
+            block._apply(sys.modules["torch"])
+        _TORCH_PENDING.clear()
 
 
 class _Preload:
@@ -165,6 +190,8 @@ class _Preload:
         for m in modules:
             try:
                 import_module(m)
+                if m == "torch":
+                    _torch_imported()
             except Exception:  # noqa: BLE001  (reported by the stage that needs the module)
                 pass
 
