@@ -74,11 +74,21 @@ def _num(v) -> float | None:
     return v if np.isfinite(v) else None
 
 
-def _standardize_rows(X, rows, mean, scale, block: int = 8192) -> np.ndarray:
+def _standardize_rows(X, rows, mean, scale, block: int = 8192, order: str = "C") -> np.ndarray:
     """``(X[rows] - mean) / scale`` in float64, built block by block into its result: the same
     values without a float32 copy of the rows and a second float64 temporary, which made building
-    Z of train the server's memory peak (+0.5 GB at 100,000 images; bench_memory.py)."""
-    Z = np.empty((len(rows), X.shape[1]))
+    Z of train the server's memory peak (+0.5 GB at 100,000 images; bench_memory.py).
+    ``order="F"``: the result column-major (what the tuning refit gathers columns from)."""
+    Z = np.empty((len(rows), X.shape[1]), order=order)
+    if order == "F":
+        # row blocks small enough that their transposed copy stays in cache (measured at 21k
+        # train rows: 1,024-row blocks through a temporary as fast as the row-major build;
+        # 8,192-row blocks written straight into the column-major result 2-3x slower)
+        for i in range(0, len(rows), 1024):
+            t = np.subtract(X[rows[i : i + 1024]], mean)
+            t /= scale
+            Z[i : i + 1024] = t
+        return Z
     for i in range(0, len(rows), block):
         np.subtract(X[rows[i : i + block]], mean, out=Z[i : i + block])
         Z[i : i + block] /= scale
@@ -138,6 +148,9 @@ class Session:
         self._encoder_lock = threading.Lock()  # one text-model load, outside self._lock
         self._cache: dict = {}
         self._z_cache: dict = {}  # split -> (standardisation key, Z); see _Z
+        # one build of each Z at a time, without the session lock (warm_up builds Z of train while
+        # the views answer); never held while taking self._lock
+        self._z_lock = threading.RLock()
         self._z_dups: dict = {}  # split -> (standardisation key, identical columns of Z); see _duplicates
         self._scores_of: dict = {}  # (id(student), class, split) -> (student, logits); see _class_scores
         self._rows: dict = {}  # split -> its image rows (fixed once prepared)
@@ -252,20 +265,62 @@ class Session:
         """
         s = self.student if student is None else student
         key = (s.mean_.tobytes(), s.scale_.tobytes())
-        hit = self._z_cache.get(split)
-        if hit is None or hit[0] != key:
-            self._z_cache.pop(split, None)  # the old Z goes before the new one is built
-            hit = self._z_cache[split] = (key, _standardize_rows(self.X, self.rows(split), s.mean_, s.scale_))
-        return hit[1]
+        with self._z_lock:
+            hit = self._z_cache.get(split)
+            if hit is None or hit[0] != key:
+                self._z_cache.pop(split, None)  # the old Z goes before the new one is built
+                # train column-major: the tuning refit's Newton models gather its columns (tune_class)
+                order = "F" if split == "train" else "C"
+                hit = self._z_cache[split] = (key, _standardize_rows(self.X, self.rows(split), s.mean_, s.scale_,
+                                                                     order=order))
+            return hit[1]
 
-    def _duplicates(self, split: str = "train") -> list[np.ndarray]:
+    def _duplicates(self, split: str = "train", student: ConceptStudent | None = None) -> list[np.ndarray]:
         """Groups of identical columns of :meth:`_Z` (aliases), kept with it for the tuning refits."""
-        Z = self._Z(split)
-        key = self._z_cache[split][0]
-        hit = self._z_dups.get(split)
-        if hit is None or hit[0] != key:
-            hit = self._z_dups[split] = (key, _duplicate_columns(Z))
-        return hit[1]
+        s = self.student if student is None else student
+        with self._z_lock:
+            Z = self._Z(split, s)
+            key = self._z_cache[split][0]
+            hit = self._z_dups.get(split)
+            if hit is None or hit[0] != key:
+                hit = self._z_dups[split] = (key, _duplicate_columns(Z))
+            return hit[1]
+
+    def warm_up(self) -> dict:
+        """Make the first tuning step as fast as the later ones; the server runs it on a background
+        thread once it serves (``create_app``), without the session lock.
+
+        A fresh server's first step cost ~540 ms against ~195 ms later on the development
+        workspace (bench_tune_step.py --first): building Z of train (and its aliases) and of
+        val and test (the step's before/after metrics), and the solver's first call (BLAS and
+        LAPACK's first calls, page faults of fresh arrays). Builds those here, then runs the
+        tuning solver once on a small problem. Returns the seconds each part took. A
+        workspace without a student has nothing to warm.
+        """
+        from inficond.students._solvers import synthetic_problem
+        from inficond.students.tuning import tune_class
+
+        with self._lock:  # one consistent student; what reads the database, read here
+            if self.log.head() is None:
+                return {}
+            s = self.student
+            for split in ("train", "val", "test"):
+                self.rows(split)
+            self.X
+        took = {}
+        t0 = time.perf_counter()
+        self._duplicates("train", s)
+        for split in ("val", "test"):
+            self._Z(split, s)
+        took["z_s"] = time.perf_counter() - t0
+        if s.solver == "cd":  # the default; "adam-paper" would load torch (start-up keeps it out)
+            t0 = time.perf_counter()
+            # the real refit's code path (tune_class -> solve_cd) on a small synthetic problem
+            X, T = synthetic_problem(n=256, n_concepts=40, n_classes=1, seed=0, n_factors=8)
+            tiny = ConceptStudent(lam=0.01, n_threads=s.n_threads).fit(X, T)
+            tune_class(tiny, X, T, 0, [Instruction(0, int(np.argmax(np.abs(tiny.coef_[0]))), "down")])
+            took["solver_s"] = time.perf_counter() - t0
+        return took
 
     def _student_logits(self, split: str) -> np.ndarray:
         key = ("S", split)
@@ -1026,8 +1081,9 @@ class Session:
                 encoder = _Encoded(self._text_encoder(), words, encoded["text"])
                 idx = extend_concepts(self.ws, encoder, words, source="ui")
                 self.__dict__.pop("X", None)
-                self._z_cache.clear()
-                self._z_dups.clear()
+                with self._z_lock:
+                    self._z_cache.clear()
+                    self._z_dups.clear()
                 self._scores_of.clear()
                 self._cache.clear()
                 self._class_views.clear()

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import secrets
+import threading
 import webbrowser
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,6 +26,32 @@ STATIC_DIR = Path(__file__).with_name("static")
 
 ROUTERS = (summary, performance, classes, concepts, tuning, provenance, export, media)
 
+log = logging.getLogger("inficond.server")
+
+
+def _warm_up(session: Any) -> None:
+    """``session.warm_up()`` (the first tuning step's arrays and the solver's first call), at a
+    lower CPU priority than the requests: it runs while the page's first views are answered."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # this thread only (Linux)
+    except (AttributeError, OSError):
+        pass
+    try:
+        session.warm_up()
+    except Exception as e:  # an optimisation only: the first step builds what it needs itself
+        log.warning("warm-up failed (the first tuning step will be slower): %r", e)
+
+
+def _lifespan(session: Any, warm_up: bool):
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if warm_up and hasattr(session, "warm_up"):
+            # after start-up: the server answers at once, the thread builds beside the requests
+            threading.Thread(target=_warm_up, args=(session,), name="inficond-warm-up", daemon=True).start()
+        yield
+
+    return lifespan
+
 _NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>InFiConD</title>
 <body style="font:15px system-ui;margin:3em">
 <h1>InFiConD</h1><p>The API is running (see <a href="/docs">/docs</a>), but the web front end
@@ -30,7 +60,7 @@ has not been built. Run <code>cd web &amp;&amp; npm ci &amp;&amp; npm run build<
 
 def create_app(session: Any, token: Optional[str] = None, *, host: str = "127.0.0.1",
                port: Optional[int] = None, static_dir: Optional[Path] = None,
-               max_body: int = MAX_BODY) -> FastAPI:
+               max_body: int = MAX_BODY, warm_up: bool = True) -> FastAPI:
     """Build the FastAPI app over one :class:`~inficond.session.Session`.
 
     Parameters
@@ -50,6 +80,9 @@ def create_app(session: Any, token: Optional[str] = None, *, host: str = "127.0.
         The built front end; defaults to the ``static`` folder shipped in the package.
     max_body : int
         Largest request body in bytes (413 beyond it, before anything parses it).
+    warm_up : bool, default True
+        When the server starts (the app's lifespan), run ``session.warm_up()`` on a background
+        thread, so that the first tuning step costs what the later ones do.
 
     See ``docs/ARCHITECTURE.md`` ("What the server accepts from whom") and ``server/security.py``.
     """
@@ -62,6 +95,7 @@ def create_app(session: Any, token: Optional[str] = None, *, host: str = "127.0.
         version="0.1.0",
         description="Interactive no-code fine-tuning of concept-based students.",
         responses={code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 415, 422, 500)},
+        lifespan=_lifespan(session, warm_up),
     )
     app.openapi = lambda: _openapi_with_problems(app)
     app.state.engine = Engine(session)
