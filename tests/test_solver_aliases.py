@@ -83,3 +83,17 @@ def test_other_classes_keep_one_weight_on_the_first_member(setup):
     others = [k for k in range(3) if k != K_]
     assert np.all(refit.coef_[others, twin] == 0)
     np.testing.assert_allclose(refit.coef_[others], st.coef_[others], atol=1e-7)
+
+
+def test_constant_concepts_are_not_aliases_and_take_their_own_votes(setup):
+    """Two concepts absent from every image (presence clipped at 0: all-zero columns) touch no logit:
+    an upvote on one and a downvote on the other do not conflict, each weight sits at its
+    bound, and the rest of the class is the fit without them."""
+    X, _, T, _, _, _ = setup
+    Xc = np.column_stack([X, np.zeros(len(X)), np.zeros(len(X))])  # columns 50 and 51
+    st = ConceptStudent(lam=0.01).fit(Xc, T)
+    assert np.all(st.coef_[:, 50:] == 0)
+    new, h = apply_tuning(st, Xc, T, [Instruction(K_, 50, "up"), Instruction(K_, 51, "down")], {})
+    assert new.coef_[K_, 50] == h[(K_, 50)][0] > 0
+    assert new.coef_[K_, 51] == h[(K_, 51)][1] < 0
+    np.testing.assert_allclose(new.coef_[K_, :50], st.coef_[K_, :50], atol=1e-6)

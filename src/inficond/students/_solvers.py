@@ -148,10 +148,15 @@ def _duplicate_columns(Z) -> list[np.ndarray]:
 
     Aliases share an embedding ("plane" for "airplane"), so their standardised columns are
     identical. A random projection finds candidates in one product; exact equality decides.
+    All-zero columns (concepts constant on these images) are left out: they do not touch the
+    fit, so each one's weight is its own (0, or the bound nearest 0) and votes on two of them
+    cannot conflict.
     """
     n, C = Z.shape
     h = np.random.default_rng(0).standard_normal(n) @ Z
-    order = np.argsort(h, kind="stable")
+    zero = [c for c in np.flatnonzero(h == 0) if not Z[:, c].any()]  # a zero column projects to exactly 0
+    nonzero = np.setdiff1d(np.arange(C), zero)
+    order = nonzero[np.argsort(h[nonzero], kind="stable")]
     hs = h[order]
     close = np.abs(np.diff(hs)) <= 1e-9 * (np.abs(hs[1:]) + 1.0)
     groups = []
