@@ -41,7 +41,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from inficond.exceptions import TuningError
 
 __all__ = [
     "SOLVERS",
@@ -186,9 +185,11 @@ def _merge_duplicates(Z, W, lower, upper, groups=None):
     ``[max lower, min upper]`` of its members' bounds, else a vote on one alias would not bind
     its twin and a refit could move the weight onto the twin. The representative is the first
     member whose own bounds exclude 0 (a vote that moved the concept away from 0), else the
-    first member, so every member's weight stays within its own bounds. Raises
-    :class:`TuningError` where the intersection is empty, or where two members' bounds both
-    exclude 0 (their influence is one number: one vote must go). Returns ``W, lower, upper``
+    first member, so every member's weight stays within its own bounds. Where the votes cannot
+    hold on one number (the intersection is empty, or two members' bounds both exclude 0: an up
+    and a down on twins, or a vote on each), the group is left unmerged in that class and every
+    member keeps its own bounds: the votes were given per concept, and on few training images
+    unrelated concepts can have identical columns by chance. Returns ``W, lower, upper``
     (copies where changed).
     """
     groups = _duplicate_columns(Z) if groups is None else groups
@@ -199,21 +200,13 @@ def _merge_duplicates(Z, W, lower, upper, groups=None):
         lo_g, hi_g = lower[:, g], upper[:, g]  # (K, group size)
         L, U = lo_g.max(axis=1), hi_g.min(axis=1)
         excl = (lo_g > 0) | (hi_g < 0)  # a member whose own bounds exclude 0
-        bad = (L > U) | (excl.sum(axis=1) > 1)
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            shown = ", ".join(f"concept {c}: [{lower[k, c]:.4g}, {upper[k, c]:.4g}]" for c in g)
-            why = "do not intersect" if L[k] > U[k] else "both exclude 0"
-            raise TuningError(
-                f"concepts {g.tolist()} have identical vectors (aliases), so they have one influence on class "
-                f"{k}, but their bounds {why} ({shown}); undo the vote on all but one of them"
-            )
-        rep = g[np.argmax(excl, axis=1)]  # the first excluding member, or g[0] where none excludes 0
-        total = W[:, g].sum(axis=1)
-        W[:, g] = 0.0
-        W[np.arange(W.shape[0]), rep] = np.clip(total, L, U)
-        lower[:, g] = upper[:, g] = 0.0
-        lower[np.arange(W.shape[0]), rep], upper[np.arange(W.shape[0]), rep] = L, U
+        ks = np.flatnonzero(~((L > U) | (excl.sum(axis=1) > 1)))  # the classes where one number can hold them
+        rep = g[np.argmax(excl[ks], axis=1)]  # the first excluding member, or g[0] where none excludes 0
+        total = W[np.ix_(ks, g)].sum(axis=1)
+        W[np.ix_(ks, g)] = 0.0
+        W[ks, rep] = np.clip(total, L[ks], U[ks])
+        lower[np.ix_(ks, g)] = upper[np.ix_(ks, g)] = 0.0
+        lower[ks, rep], upper[ks, rep] = L[ks], U[ks]
     return W, lower, upper
 
 
