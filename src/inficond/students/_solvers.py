@@ -487,7 +487,7 @@ def solve_cd(Z, P, lam, lower, upper, W0, B0, *, max_iter=100, tol=1e-8, grow=20
     n, C = Z.shape
     K = P.shape[1]
     # Column gathers from a Fortran array are ~10x faster; the copy pays off only when many
-    # classes gather (a one-class tuning refit is faster on the array as given).
+    # classes gather. The one-class tuning refit gets Z column-major already (tune_class).
     Zf = Z if Z.flags.f_contiguous or K <= 2 else np.asfortranarray(Z)
     W = _project(W0.astype(float, copy=True), lower, upper)
     W, lower, upper = _merge_duplicates(Z, W, lower, upper, duplicates)
