@@ -69,7 +69,7 @@ def test_warm_up_builds_the_first_steps_arrays_and_changes_no_result(workspace, 
     cold, warm = Session(workspace), Session(other)
     took = warm.warm_up()
     assert set(took) == {"z_s", "solver_s"} and all(v >= 0 for v in took.values())
-    assert set(warm._z_cache) == {"train", "val"} and "train" in warm._z_dups
+    assert set(warm._z_cache) == {"train"} and "train" in warm._z_dups
     z_train = warm._Z("train")
     k, c = _vote(cold)
     a = cold.tune([{"class": k, "concept": c, "direction": "up"}])
